@@ -179,17 +179,21 @@ t.test('errorsTableMarkdown lists every code once', async (t) => {
   t.match(md, /\| `QUEUE_FULL` \| RESOURCE_EXHAUSTED \(8\) \| 429 \| yes \|/);
 });
 
-t.test('README documents every error code', async (t) => {
-  const readme = join(repoRoot, 'README.md');
-  if (!existsSync(readme)) {
-    t.skip('README.md does not exist yet: the error-table check runs once it does');
-    return;
-  }
-  const text = readFileSync(readme, 'utf8');
-  for (const code of ERROR_CODES) {
-    t.ok(
-      text.includes('`' + code + '`'),
-      `README.md documents \`${code}\` (regenerate with errorsTableMarkdown())`,
-    );
-  }
-});
+const readme = join(repoRoot, 'README.md');
+t.test(
+  'README documents every error code',
+  {
+    skip: existsSync(readme)
+      ? false
+      : 'README.md does not exist yet: the error-table check runs once it does',
+  },
+  async (t) => {
+    const text = readFileSync(readme, 'utf8');
+    for (const code of ERROR_CODES) {
+      t.ok(
+        text.includes('`' + code + '`'),
+        `README.md documents \`${code}\` (regenerate with errorsTableMarkdown())`,
+      );
+    }
+  },
+);
