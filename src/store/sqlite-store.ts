@@ -75,7 +75,10 @@ export function openSqliteStore(options: SqliteStoreOptions): SqliteMetadataStor
     db.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
     const mode = db.pragma('journal_mode = WAL', { simple: true });
     if (String(mode).toLowerCase() !== 'wal') {
-      throw new StoreError(StoreCodes.FAILED_PRECONDITION, `could not switch the store to WAL (got ${String(mode)})`);
+      throw new StoreError(
+        StoreCodes.FAILED_PRECONDITION,
+        `could not switch the store to WAL (got ${String(mode)})`,
+      );
     }
     db.pragma(`synchronous = ${options.synchronous === 'NORMAL' ? 'NORMAL' : 'FULL'}`);
     db.pragma('foreign_keys = ON');
@@ -226,7 +229,8 @@ function mapSqliteError(err: unknown): unknown {
 
 function json(value: unknown, what: string): string {
   const text = JSON.stringify(value === undefined ? null : value);
-  if (text === undefined) throw new StoreError(StoreCodes.INVALID_ARGUMENT, `${what} is not JSON-serializable`);
+  if (text === undefined)
+    throw new StoreError(StoreCodes.INVALID_ARGUMENT, `${what} is not JSON-serializable`);
   return text;
 }
 
@@ -363,7 +367,9 @@ export class SqliteMetadataStore implements MetadataStore {
     }
     return this.#tx(() => {
       this.#mustLive(name);
-      this.#db.prepare('UPDATE keys SET state = ?, updated_at = ? WHERE name = ?').run(state, this.#clock(), name);
+      this.#db
+        .prepare('UPDATE keys SET state = ?, updated_at = ? WHERE name = ?')
+        .run(state, this.#clock(), name);
       return toKey(this.#mustKey(name));
     });
   }
@@ -400,11 +406,15 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async setPurgeProtection(name: string, on: boolean): Promise<KeyRecord> {
-    if (typeof on !== 'boolean') throw new StoreError(StoreCodes.INVALID_ARGUMENT, 'purge protection is a boolean');
+    if (typeof on !== 'boolean')
+      throw new StoreError(StoreCodes.INVALID_ARGUMENT, 'purge protection is a boolean');
     return this.#tx(() => {
       const row = this.#mustKey(name);
       if (row.purge_protection === 1 && !on) {
-        throw new StoreError(StoreCodes.FAILED_PRECONDITION, `purge protection on "${name}" cannot be turned off`);
+        throw new StoreError(
+          StoreCodes.FAILED_PRECONDITION,
+          `purge protection on "${name}" cannot be turned off`,
+        );
       }
       if (row.purge_protection === 0 && on) {
         this.#db
@@ -449,7 +459,10 @@ export class SqliteMetadataStore implements MetadataStore {
     this.#tx(() => {
       const row = this.#mustKey(name);
       if (row.state !== 'soft-deleted') {
-        throw new StoreError(StoreCodes.FAILED_PRECONDITION, `key "${name}" must be soft-deleted before purge`);
+        throw new StoreError(
+          StoreCodes.FAILED_PRECONDITION,
+          `key "${name}" must be soft-deleted before purge`,
+        );
       }
       if (row.purge_protection === 1 && this.#clock() < (row.scheduled_purge_at ?? Infinity)) {
         throw new StoreError(
@@ -502,7 +515,9 @@ export class SqliteMetadataStore implements MetadataStore {
       this.#insertVersion(keyName, n, version, now);
       this.#completeIntentIn(opts);
       return toVersion(
-        this.#db.prepare('SELECT * FROM key_versions WHERE key_name = ? AND version = ?').get(keyName, n) as VersionRow,
+        this.#db
+          .prepare('SELECT * FROM key_versions WHERE key_name = ? AND version = ?')
+          .get(keyName, n) as VersionRow,
       );
     });
   }
@@ -519,7 +534,8 @@ export class SqliteMetadataStore implements MetadataStore {
   async getVersionByCkaId(ckaId: string): Promise<KeyVersionRecord | null> {
     checkCkaId(ckaId);
     return this.#read(() => {
-      const row = this.#db.prepare('SELECT * FROM key_versions WHERE cka_id = ?').get(ckaId) as VersionRow | undefined;
+      const row = this.#db.prepare('SELECT * FROM key_versions WHERE cka_id = ?').get(ckaId) as
+        VersionRow | undefined;
       return row ? toVersion(row) : null;
     });
   }
@@ -527,7 +543,9 @@ export class SqliteMetadataStore implements MetadataStore {
   async listVersions(keyName: string): Promise<KeyVersionRecord[]> {
     return this.#read(() =>
       (
-        this.#db.prepare('SELECT * FROM key_versions WHERE key_name = ? ORDER BY version').all(keyName) as VersionRow[]
+        this.#db
+          .prepare('SELECT * FROM key_versions WHERE key_name = ? ORDER BY version')
+          .all(keyName) as VersionRow[]
       ).map(toVersion),
     );
   }
@@ -563,9 +581,13 @@ export class SqliteMetadataStore implements MetadataStore {
       const row = this.#db
         .prepare('SELECT state FROM key_versions WHERE key_name = ? AND version = ?')
         .get(keyName, version) as { state: string } | undefined;
-      if (!row) throw new StoreError(StoreCodes.NOT_FOUND, `version ${version} of key "${keyName}" not found`);
+      if (!row)
+        throw new StoreError(StoreCodes.NOT_FOUND, `version ${version} of key "${keyName}" not found`);
       if (row.state !== 'enabled') {
-        throw new StoreError(StoreCodes.FAILED_PRECONDITION, `version ${version} of "${keyName}" is disabled`);
+        throw new StoreError(
+          StoreCodes.FAILED_PRECONDITION,
+          `version ${version} of "${keyName}" is disabled`,
+        );
       }
       this.#db
         .prepare('UPDATE keys SET primary_version = ?, updated_at = ? WHERE name = ?')
@@ -615,10 +637,13 @@ export class SqliteMetadataStore implements MetadataStore {
 
   #domainRow(): DomainRecord | null {
     const r = this.#db.prepare('SELECT * FROM domain WHERE singleton = 1').get() as
-      | { domain_id: string; created_at: number; metadata: string }
-      | undefined;
+      { domain_id: string; created_at: number; metadata: string } | undefined;
     return r
-      ? { domainId: r.domain_id, createdAt: r.created_at, metadata: JSON.parse(r.metadata) as Record<string, unknown> }
+      ? {
+          domainId: r.domain_id,
+          createdAt: r.created_at,
+          metadata: JSON.parse(r.metadata) as Record<string, unknown>,
+        }
       : null;
   }
 
@@ -677,7 +702,8 @@ export class SqliteMetadataStore implements MetadataStore {
       revision === undefined
         ? this.#db.prepare('SELECT * FROM policy_documents ORDER BY revision DESC LIMIT 1').get()
         : this.#db.prepare('SELECT * FROM policy_documents WHERE revision = ?').get(revision)
-    ) as { revision: number; format: string; text: string; created_at: number; created_by: string } | undefined;
+    ) as
+      { revision: number; format: string; text: string; created_at: number; created_by: string } | undefined;
     return r
       ? {
           revision: r.revision,
@@ -720,7 +746,8 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   #requestRow(id: string): PendingRequestRecord | null {
-    const r = this.#db.prepare('SELECT * FROM pending_requests WHERE id = ?').get(id) as RequestRow | undefined;
+    const r = this.#db.prepare('SELECT * FROM pending_requests WHERE id = ?').get(id) as
+      RequestRow | undefined;
     return r ? toRequest(r) : null;
   }
 
@@ -728,7 +755,9 @@ export class SqliteMetadataStore implements MetadataStore {
     return this.#read(() => this.#requestRow(id));
   }
 
-  async listPendingRequests(filter: { state?: RequestState; keyName?: string } = {}): Promise<PendingRequestRecord[]> {
+  async listPendingRequests(
+    filter: { state?: RequestState; keyName?: string } = {},
+  ): Promise<PendingRequestRecord[]> {
     return this.#read(() => {
       const where: string[] = [];
       const args: unknown[] = [];
@@ -755,7 +784,8 @@ export class SqliteMetadataStore implements MetadataStore {
       throw new StoreError(StoreCodes.INVALID_ARGUMENT, `unknown request state "${String(patch.state)}"`);
     }
     if (patch.approvals !== undefined) {
-      if (!Array.isArray(patch.approvals)) throw new StoreError(StoreCodes.INVALID_ARGUMENT, 'approvals must be a list');
+      if (!Array.isArray(patch.approvals))
+        throw new StoreError(StoreCodes.INVALID_ARGUMENT, 'approvals must be a list');
       for (const a of patch.approvals) {
         if (typeof a?.approver !== 'string' || !Number.isSafeInteger(a?.at)) {
           throw new StoreError(StoreCodes.INVALID_ARGUMENT, 'each approval needs an approver and a time');

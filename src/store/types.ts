@@ -48,14 +48,7 @@ export const KEY_ORIGINS = ['generated', 'adopted', 'imported', 'restored'] as c
 export type KeyOrigin = (typeof KEY_ORIGINS)[number];
 
 /** Operations a key may be used for (its purpose). */
-export const KEY_OPERATIONS = [
-  'encrypt',
-  'decrypt',
-  'wrapKey',
-  'unwrapKey',
-  'sign',
-  'verify',
-] as const;
+export const KEY_OPERATIONS = ['encrypt', 'decrypt', 'wrapKey', 'unwrapKey', 'sign', 'verify'] as const;
 export type KeyOperation = (typeof KEY_OPERATIONS)[number];
 
 export type Tags = Record<string, string>;
@@ -268,10 +261,7 @@ export interface MetadataStore {
   // ---- quorum seam (filled by the next wave) ----
   createPendingRequest(req: NewPendingRequest): Promise<PendingRequestRecord>;
   getPendingRequest(id: string): Promise<PendingRequestRecord | null>;
-  listPendingRequests(filter?: {
-    state?: RequestState;
-    keyName?: string;
-  }): Promise<PendingRequestRecord[]>;
+  listPendingRequests(filter?: { state?: RequestState; keyName?: string }): Promise<PendingRequestRecord[]>;
   /**
    * Compare-and-set: applies `patch` only if the request is still in `ifState`
    * (CONFLICT otherwise), so two approvers cannot both win a race.

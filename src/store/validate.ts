@@ -45,7 +45,8 @@ export function checkTags(tags: unknown): asserts tags is Tags {
   if (entries.length > MAX_TAGS) invalid(`at most ${MAX_TAGS} tags`);
   for (const [k, v] of entries) {
     if (k.length === 0 || k.length > 128) invalid('tag names must be 1..128 characters');
-    if (typeof v !== 'string' || v.length > 256) invalid(`tag "${k}" must be a string of at most 256 characters`);
+    if (typeof v !== 'string' || v.length > 256)
+      invalid(`tag "${k}" must be a string of at most 256 characters`);
   }
 }
 
@@ -62,7 +63,10 @@ export function checkRotation(r: unknown): asserts r is RotationPolicy {
   };
   posInt(rotationPeriodDays, 'rotationPeriodDays', 3650);
   posInt(notifyBeforeDays, 'notifyBeforeDays', 365);
-  if (expiresAt !== undefined && (typeof expiresAt !== 'number' || !Number.isSafeInteger(expiresAt) || expiresAt < 0)) {
+  if (
+    expiresAt !== undefined &&
+    (typeof expiresAt !== 'number' || !Number.isSafeInteger(expiresAt) || expiresAt < 0)
+  ) {
     invalid('rotation.expiresAt must be a time in ms since the epoch');
   }
 }
@@ -86,11 +90,13 @@ export function checkNewVersion(v: NewVersion): void {
 
 export function checkNewKey(k: NewKey): void {
   checkKeyName(k.name);
-  if (!(KEY_KINDS as readonly string[]).includes(k.kind)) invalid(`kind must be one of ${KEY_KINDS.join(', ')}`);
+  if (!(KEY_KINDS as readonly string[]).includes(k.kind))
+    invalid(`kind must be one of ${KEY_KINDS.join(', ')}`);
   if (!(KEY_ORIGINS as readonly string[]).includes(k.origin)) {
     invalid(`origin must be one of ${KEY_ORIGINS.join(', ')}`);
   }
-  if (!Array.isArray(k.operations) || k.operations.length === 0) invalid('operations must be a non-empty list');
+  if (!Array.isArray(k.operations) || k.operations.length === 0)
+    invalid('operations must be a non-empty list');
   for (const op of k.operations) {
     if (!(KEY_OPERATIONS as readonly string[]).includes(op)) invalid(`unknown operation "${String(op)}"`);
   }
