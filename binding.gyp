@@ -7,6 +7,7 @@
         "native/module.cc",
         "native/session_pool.cc",
         "native/ops.cc",
+        "native/convert.cc",
         "native/attrs.cc",
         "native/errors.cc",
         "native/secure.cc"

@@ -20,6 +20,8 @@ export type KeyClass = 'secret' | 'private' | 'public';
 export interface KeyRef {
   id: Buffer;
   cls: KeyClass;
+  /** false: a session object (probes, ephemeral keys). Default true: a token object. */
+  token?: boolean;
 }
 
 /** Usage attributes for generated or unwrapped keys (`CKA_ENCRYPT`, `CKA_DECRYPT`, …). */
@@ -215,15 +217,20 @@ export interface HsmCounters {
   rejectedQueueFull: number;
 }
 
+export interface SubmitOptions {
+  /** Items not started within this many milliseconds fail with HYOKD_DEADLINE_EXCEEDED. */
+  timeoutMs?: number;
+}
+
 export interface HsmBackend {
   readonly module: ModuleInfo;
   readonly token: TokenInfo;
   mechanisms(): MechanismInfo[];
   capabilities(): Promise<Capabilities>;
   /** One op; rejects with `HsmError`. */
-  run<N extends OpName>(op: OpOf<N>): Promise<OpValues[N]>;
+  run<N extends OpName>(op: OpOf<N>, opts?: SubmitOptions): Promise<OpValues[N]>;
   /** Many ops in one crossing; one result per item, in order. Rejects only when the whole batch is refused (queue full, closed). */
-  batch(ops: Op[]): Promise<ItemResult[]>;
+  batch(ops: Op[], opts?: SubmitOptions): Promise<ItemResult[]>;
   /** Drop a key's cached handles and destroy its session copies (on disable, delete, rotate-out). */
   evictKey(ref: KeyRef): Promise<void>;
   counters(): HsmCounters;

@@ -1,0 +1,536 @@
+#include "convert.h"
+
+#include <cstring>
+#include <string>
+
+#include "ckr_table.h"
+
+namespace hyokd {
+
+namespace {
+
+[[noreturn]] void ThrowType(Napi::Env env, const std::string& msg) {
+  throw Napi::TypeError::New(env, msg);
+}
+
+Napi::Object AsObject(Napi::Env env, Napi::Value v, const char* what) {
+  if (!v.IsObject() || v.IsArray() || v.IsBuffer() || v.IsTypedArray()) {
+    ThrowType(env, std::string(what) + " must be an object");
+  }
+  return v.As<Napi::Object>();
+}
+
+bool Has(Napi::Object o, const char* k) {
+  Napi::Value v = o.Get(k);
+  return !v.IsUndefined() && !v.IsNull();
+}
+
+void Bytes(Napi::Env env, Napi::Value v, const char* field, size_t max, uint8_t** data,
+           size_t* len) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    ThrowType(env, std::string(field) + " must be a Buffer or Uint8Array");
+  }
+  Napi::Uint8Array a = v.As<Napi::Uint8Array>();
+  if (a.ByteLength() > max) {
+    throw Napi::RangeError::New(env, std::string(field) + " is longer than " +
+                                         std::to_string(max) + " bytes");
+  }
+  *data = a.Data();
+  *len = a.ByteLength();
+}
+
+std::vector<uint8_t> GetBytes(Napi::Env env, Napi::Object o, const char* field, size_t max,
+                              bool required = true) {
+  Napi::Value v = o.Get(field);
+  if (v.IsUndefined() || v.IsNull()) {
+    if (required) ThrowType(env, std::string(field) + " is required");
+    return {};
+  }
+  uint8_t* p;
+  size_t n;
+  Bytes(env, v, field, max, &p, &n);
+  return std::vector<uint8_t>(p, p + n);
+}
+
+void GetSecretBytes(Napi::Env env, Napi::Object o, const char* field, SecretBytes* out) {
+  Napi::Value v = o.Get(field);
+  if (v.IsUndefined() || v.IsNull()) ThrowType(env, std::string(field) + " is required");
+  uint8_t* p;
+  size_t n;
+  Bytes(env, v, field, kMaxDataBytes, &p, &n);
+  out->Assign(p, n);
+}
+
+std::string GetString(Napi::Env env, Napi::Object o, const char* field, size_t max,
+                      bool required = true) {
+  Napi::Value v = o.Get(field);
+  if (v.IsUndefined() || v.IsNull()) {
+    if (required) ThrowType(env, std::string(field) + " is required");
+    return {};
+  }
+  if (!v.IsString()) ThrowType(env, std::string(field) + " must be a string");
+  std::string s = v.As<Napi::String>().Utf8Value();
+  if (s.size() > max) {
+    throw Napi::RangeError::New(env, std::string(field) + " is longer than " +
+                                         std::to_string(max) + " bytes");
+  }
+  return s;
+}
+
+double GetNumber(Napi::Env env, Napi::Object o, const char* field, double lo, double hi,
+                 double dflt, bool required) {
+  Napi::Value v = o.Get(field);
+  if (v.IsUndefined() || v.IsNull()) {
+    if (required) ThrowType(env, std::string(field) + " is required");
+    return dflt;
+  }
+  if (!v.IsNumber()) ThrowType(env, std::string(field) + " must be a number");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= lo && d <= hi) || d != static_cast<double>(static_cast<int64_t>(d))) {
+    throw Napi::RangeError::New(env, std::string(field) + " must be an integer in [" +
+                                         std::to_string(static_cast<int64_t>(lo)) + ", " +
+                                         std::to_string(static_cast<int64_t>(hi)) + "]");
+  }
+  return d;
+}
+
+bool GetBool(Napi::Env env, Napi::Object o, const char* field, bool dflt) {
+  Napi::Value v = o.Get(field);
+  if (v.IsUndefined() || v.IsNull()) return dflt;
+  if (!v.IsBoolean()) ThrowType(env, std::string(field) + " must be a boolean");
+  return v.As<Napi::Boolean>().Value();
+}
+
+CK_OBJECT_CLASS ParseClass(Napi::Env env, const std::string& s, const char* field) {
+  if (s == "secret") return CKO_SECRET_KEY;
+  if (s == "private") return CKO_PRIVATE_KEY;
+  if (s == "public") return CKO_PUBLIC_KEY;
+  ThrowType(env, std::string(field) + " must be 'secret', 'private' or 'public'");
+}
+
+CK_MECHANISM_TYPE ParseHash(Napi::Env env, Napi::Object o) {
+  std::string h = GetString(env, o, "hash", 16, false);
+  if (h.empty() || h == "sha1") return CKM_SHA_1;
+  if (h == "sha256") return CKM_SHA256;
+  ThrowType(env, "hash must be 'sha1' or 'sha256'");
+}
+
+void ParseUsage(Napi::Env env, Napi::Value v, Usage* u) {
+  Napi::Object o = AsObject(env, v, "usage");
+  const struct {
+    const char* k;
+    int8_t* f;
+  } flags[] = {{"encrypt", &u->encrypt}, {"decrypt", &u->decrypt}, {"wrap", &u->wrap},
+               {"unwrap", &u->unwrap},   {"sign", &u->sign},       {"verify", &u->verify},
+               {"derive", &u->derive}};
+  for (const auto& f : flags) {
+    Napi::Value x = o.Get(f.k);
+    if (x.IsUndefined() || x.IsNull()) continue;
+    if (!x.IsBoolean()) ThrowType(env, std::string("usage.") + f.k + " must be a boolean");
+    *f.f = x.As<Napi::Boolean>().Value() ? 1 : 0;
+  }
+}
+
+void ParseSpec(Napi::Env env, Napi::Value v, const char* field, ObjectSpec* s) {
+  Napi::Object o = AsObject(env, v, field);
+  s->id = GetBytes(env, o, "id", kMaxSmallBytes);
+  s->label = GetString(env, o, "label", kMaxLabelBytes);
+  s->token = GetBool(env, o, "token", true);
+  s->extractable = GetBool(env, o, "extractable", false);
+  if (!Has(o, "usage")) ThrowType(env, std::string(field) + ".usage is required");
+  ParseUsage(env, o.Get("usage"), &s->usage);
+}
+
+CK_OBJECT_HANDLE GetHandle(Napi::Env env, Napi::Object o) {
+  return static_cast<CK_OBJECT_HANDLE>(GetNumber(env, o, "handle", 1, 9007199254740991.0, 0, true));
+}
+
+Napi::Value HandleToJs(Napi::Env env, CK_OBJECT_HANDLE h) {
+  return Napi::Number::New(env, static_cast<double>(h));
+}
+
+Napi::Buffer<uint8_t> CopyOut(Napi::Env env, const uint8_t* p, size_t n) {
+  return Napi::Buffer<uint8_t>::Copy(env, n == 0 ? reinterpret_cast<const uint8_t*>("") : p, n);
+}
+
+std::string Version(const CK_VERSION& v) {
+  return std::to_string(v.major) + "." + std::to_string(v.minor);
+}
+
+const char* ClassName(CK_OBJECT_CLASS c) {
+  switch (c) {
+    case CKO_SECRET_KEY:
+      return "secret";
+    case CKO_PRIVATE_KEY:
+      return "private";
+    case CKO_PUBLIC_KEY:
+      return "public";
+    default:
+      return "other";
+  }
+}
+
+const char* KeyTypeName(CK_KEY_TYPE k) {
+  switch (k) {
+    case CKK_AES:
+      return "aes";
+    case CKK_RSA:
+      return "rsa";
+    case CKK_EC:
+      return "ec";
+    case CKK_GENERIC_SECRET:
+      return "generic";
+    default:
+      return "other";
+  }
+}
+
+}  // namespace
+
+const char* MechanismName(CK_MECHANISM_TYPE t) {
+  for (const auto& row : kCkmTable) {
+    if (row.type == t) return row.name;
+  }
+  return nullptr;
+}
+
+void TakeSecret(Napi::Env env, Napi::Value v, const char* field, SecretBytes* out) {
+  uint8_t* p;
+  size_t n;
+  Bytes(env, v, field, kMaxSmallBytes, &p, &n);
+  out->Assign(p, n);
+  SecureZero(p, n);
+}
+
+void ParseKeyRef(Napi::Env env, Napi::Value v, const char* field, KeyRef* out) {
+  Napi::Object o = AsObject(env, v, field);
+  out->id = GetBytes(env, o, "id", kMaxSmallBytes);
+  if (out->id.empty()) ThrowType(env, std::string(field) + ".id must not be empty");
+  out->cls = ParseClass(env, GetString(env, o, "cls", 16), "cls");
+  out->token = GetBool(env, o, "token", true);
+}
+
+void ParseOp(Napi::Env env, Napi::Value v, Op* op) {
+  Napi::Object o = AsObject(env, v, "op");
+  std::string kind = GetString(env, o, "op", 32);
+  if (kind == "random") {
+    op->kind = OpKind::kRandom;
+    op->length = static_cast<CK_ULONG>(GetNumber(env, o, "length", 0, kMaxRandomBytes, 0, true));
+  } else if (kind == "generateKey") {
+    op->kind = OpKind::kGenerateKey;
+    double bits = GetNumber(env, o, "keyBits", 128, 256, 256, false);
+    if (bits != 128 && bits != 192 && bits != 256) {
+      throw Napi::RangeError::New(env, "keyBits must be 128, 192 or 256");
+    }
+    op->length = static_cast<CK_ULONG>(bits / 8);
+    ParseSpec(env, o.Get("spec"), "spec", &op->spec);
+  } else if (kind == "generateKeyPair") {
+    op->kind = OpKind::kGenerateKeyPair;
+    std::string k = GetString(env, o, "kind", 8);
+    if (k == "ec") {
+      op->ec = true;
+      std::string curve = GetString(env, o, "curve", 16, false);
+      if (!curve.empty() && curve != "P-256") ThrowType(env, "curve must be 'P-256'");
+    } else if (k == "rsa") {
+      op->modulus_bits = static_cast<CK_ULONG>(GetNumber(env, o, "modulusBits", 2048, 8192, 3072, false));
+    } else {
+      ThrowType(env, "kind must be 'rsa' or 'ec'");
+    }
+    ParseSpec(env, o.Get("publicSpec"), "publicSpec", &op->spec);
+    ParseSpec(env, o.Get("privateSpec"), "privateSpec", &op->spec2);
+  } else if (kind == "encrypt") {
+    op->kind = OpKind::kEncrypt;
+    ParseKeyRef(env, o.Get("key"), "key", &op->key);
+    GetSecretBytes(env, o, "plaintext", &op->data);
+    op->aad = GetBytes(env, o, "aad", kMaxDataBytes, false);
+    op->iv = GetBytes(env, o, "iv", 128, false);
+    if (Has(o, "iv") && op->iv.empty()) ThrowType(env, "iv must not be empty");
+  } else if (kind == "decrypt") {
+    op->kind = OpKind::kDecrypt;
+    ParseKeyRef(env, o.Get("key"), "key", &op->key);
+    op->iv = GetBytes(env, o, "iv", 128);
+    if (op->iv.empty()) ThrowType(env, "iv must not be empty");
+    GetSecretBytes(env, o, "ciphertext", &op->data);
+    op->aad = GetBytes(env, o, "aad", kMaxDataBytes, false);
+  } else if (kind == "rsaEncrypt" || kind == "rsaDecrypt") {
+    op->kind = kind == "rsaEncrypt" ? OpKind::kRsaEncrypt : OpKind::kRsaDecrypt;
+    ParseKeyRef(env, o.Get("key"), "key", &op->key);
+    op->hash = ParseHash(env, o);
+    GetSecretBytes(env, o, "data", &op->data);
+  } else if (kind == "wrapKey") {
+    op->kind = OpKind::kWrapKey;
+    std::string m = GetString(env, o, "mechanism", 32);
+    if (m == "AES_KEY_WRAP") {
+      op->mechanism = CKM_AES_KEY_WRAP;
+    } else if (m == "AES_KEY_WRAP_PAD") {
+      op->mechanism = CKM_AES_KEY_WRAP_PAD;
+    } else if (m == "RSA_PKCS_OAEP") {
+      op->mechanism = CKM_RSA_PKCS_OAEP;
+    } else {
+      ThrowType(env, "mechanism must be AES_KEY_WRAP, AES_KEY_WRAP_PAD or RSA_PKCS_OAEP");
+    }
+    op->hash = ParseHash(env, o);
+    ParseKeyRef(env, o.Get("wrappingKey"), "wrappingKey", &op->key);
+    ParseKeyRef(env, o.Get("key"), "key", &op->key2);
+  } else if (kind == "unwrapKey") {
+    op->kind = OpKind::kUnwrapKey;
+    std::string m = GetString(env, o, "mechanism", 32);
+    if (m == "AES_KEY_WRAP") {
+      op->mechanism = CKM_AES_KEY_WRAP;
+    } else if (m == "AES_KEY_WRAP_PAD") {
+      op->mechanism = CKM_AES_KEY_WRAP_PAD;
+    } else if (m == "RSA_PKCS_OAEP") {
+      op->mechanism = CKM_RSA_PKCS_OAEP;
+    } else if (m == "RSA_AES_KEY_WRAP") {
+      op->mechanism = CKM_RSA_AES_KEY_WRAP;
+    } else {
+      ThrowType(env,
+                "mechanism must be AES_KEY_WRAP, AES_KEY_WRAP_PAD, RSA_PKCS_OAEP or RSA_AES_KEY_WRAP");
+    }
+    op->hash = ParseHash(env, o);
+    op->aes_key_bits = static_cast<CK_ULONG>(GetNumber(env, o, "aesKeyBits", 128, 256, 256, false));
+    ParseKeyRef(env, o.Get("unwrappingKey"), "unwrappingKey", &op->key);
+    GetSecretBytes(env, o, "wrapped", &op->data);
+    std::string kt = GetString(env, o, "keyType", 8);
+    if (kt == "aes") {
+      op->key_type = CKK_AES;
+    } else if (kt == "rsa") {
+      op->key_type = CKK_RSA;
+    } else if (kt == "ec") {
+      op->key_type = CKK_EC;
+    } else {
+      ThrowType(env, "keyType must be 'aes', 'rsa' or 'ec'");
+    }
+    ParseSpec(env, o.Get("spec"), "spec", &op->spec);
+  } else if (kind == "sign" || kind == "verify") {
+    op->kind = kind == "sign" ? OpKind::kSign : OpKind::kVerify;
+    ParseKeyRef(env, o.Get("key"), "key", &op->key);
+    std::string m = GetString(env, o, "mechanism", 32);
+    if (m == "ECDSA") {
+      op->mechanism = CKM_ECDSA;
+    } else if (m == "SHA256_RSA_PKCS_PSS") {
+      op->mechanism = CKM_SHA256_RSA_PKCS_PSS;
+    } else if (m == "SHA384_RSA_PKCS_PSS") {
+      op->mechanism = CKM_SHA384_RSA_PKCS_PSS;
+    } else {
+      ThrowType(env, "mechanism must be ECDSA, SHA256_RSA_PKCS_PSS or SHA384_RSA_PKCS_PSS");
+    }
+    GetSecretBytes(env, o, "data", &op->data);
+    if (op->kind == OpKind::kVerify) op->signature = GetBytes(env, o, "signature", kMaxSmallBytes);
+  } else if (kind == "find") {
+    op->kind = OpKind::kFind;
+    if (Has(o, "cls")) op->find_cls = ParseClass(env, GetString(env, o, "cls", 16), "cls");
+    if (Has(o, "id")) op->find_id = GetBytes(env, o, "id", kMaxSmallBytes);
+    if (Has(o, "label")) op->find_label = GetString(env, o, "label", kMaxLabelBytes);
+  } else if (kind == "getAttributes" || kind == "destroy") {
+    op->kind = kind == "destroy" ? OpKind::kDestroy : OpKind::kGetAttributes;
+    op->handle = GetHandle(env, o);
+  } else if (kind == "setAttributes") {
+    op->kind = OpKind::kSetAttributes;
+    op->handle = GetHandle(env, o);
+    Napi::Object a = AsObject(env, o.Get("attrs"), "attrs");
+    if (Has(a, "label")) op->set_label = GetString(env, a, "label", kMaxLabelBytes);
+    if (Has(a, "id")) op->set_id = GetBytes(env, a, "id", kMaxSmallBytes);
+    if (Has(a, "usage")) ParseUsage(env, a.Get("usage"), &op->set_usage);
+  } else if (kind == "copyObject") {
+    op->kind = OpKind::kCopyObject;
+    op->handle = GetHandle(env, o);
+    Napi::Value t = o.Get("token");
+    if (!t.IsBoolean()) ThrowType(env, "token must be a boolean");
+    op->copy_token = t.As<Napi::Boolean>().Value();
+    if (Has(o, "label")) op->set_label = GetString(env, o, "label", kMaxLabelBytes);
+  } else {
+    ThrowType(env, "unknown op '" + kind.substr(0, 32) + "'");
+  }
+}
+
+Napi::Object ErrorToJs(Napi::Env env, const OpError& e) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("ok", false);
+  o.Set("code", e.code);
+  o.Set("rv", Napi::Number::New(env, static_cast<double>(e.rv)));
+  o.Set("retriable", e.retriable);
+  o.Set("message", e.message);
+  return o;
+}
+
+Napi::Value ResultToJs(Napi::Env env, const Op& op, OpResult& r) {
+  if (!r.ok) {
+    Napi::Object e = ErrorToJs(env, r.error);
+    e.Set("op", OpKindName(op.kind));
+    return e;
+  }
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("ok", true);
+  switch (op.kind) {
+    case OpKind::kRandom:
+      o.Set("bytes", CopyOut(env, r.out.data(), r.out.size()));
+      break;
+    case OpKind::kGenerateKey:
+    case OpKind::kUnwrapKey:
+    case OpKind::kCopyObject:
+      o.Set("handle", HandleToJs(env, r.h1));
+      break;
+    case OpKind::kGenerateKeyPair:
+      o.Set("publicHandle", HandleToJs(env, r.h1));
+      o.Set("privateHandle", HandleToJs(env, r.h2));
+      break;
+    case OpKind::kEncrypt:
+      o.Set("iv", CopyOut(env, r.iv.data(), r.iv.size()));
+      o.Set("ciphertext", CopyOut(env, r.out.data(), r.out.size()));
+      break;
+    case OpKind::kDecrypt:
+      o.Set("plaintext", CopyOut(env, r.out.data(), r.out.size()));
+      break;
+    case OpKind::kRsaEncrypt:
+    case OpKind::kRsaDecrypt:
+      o.Set("data", CopyOut(env, r.out.data(), r.out.size()));
+      break;
+    case OpKind::kWrapKey:
+      o.Set("wrapped", CopyOut(env, r.out.data(), r.out.size()));
+      break;
+    case OpKind::kSign:
+      o.Set("signature", CopyOut(env, r.out.data(), r.out.size()));
+      break;
+    case OpKind::kVerify:
+      o.Set("valid", r.valid);
+      break;
+    case OpKind::kFind: {
+      Napi::Array a = Napi::Array::New(env, r.handles.size());
+      for (size_t i = 0; i < r.handles.size(); i++) a.Set(i, HandleToJs(env, r.handles[i]));
+      o.Set("handles", a);
+      break;
+    }
+    case OpKind::kGetAttributes: {
+      const ObjectAttributes& at = r.attrs;
+      Napi::Object x = Napi::Object::New(env);
+      x.Set("handle", HandleToJs(env, at.handle));
+      x.Set("cls", ClassName(at.cls));
+      x.Set("keyType", KeyTypeName(at.key_type));
+      x.Set("id", CopyOut(env, at.id.data(), at.id.size()));
+      x.Set("label", at.label);
+      x.Set("token", at.token);
+      x.Set("sensitive", at.sensitive);
+      x.Set("extractable", at.extractable);
+      x.Set("alwaysSensitive", at.always_sensitive);
+      x.Set("neverExtractable", at.never_extractable);
+      x.Set("local", at.local);
+      Napi::Object u = Napi::Object::New(env);
+      u.Set("encrypt", at.encrypt);
+      u.Set("decrypt", at.decrypt);
+      u.Set("wrap", at.wrap);
+      u.Set("unwrap", at.unwrap);
+      u.Set("sign", at.sign);
+      u.Set("verify", at.verify);
+      u.Set("derive", at.derive);
+      x.Set("usage", u);
+      if (at.has_value_len) x.Set("valueLen", Napi::Number::New(env, static_cast<double>(at.value_len)));
+      if (!at.modulus.empty()) x.Set("modulus", CopyOut(env, at.modulus.data(), at.modulus.size()));
+      if (!at.public_exponent.empty()) {
+        x.Set("publicExponent", CopyOut(env, at.public_exponent.data(), at.public_exponent.size()));
+      }
+      if (!at.ec_point.empty()) x.Set("ecPoint", CopyOut(env, at.ec_point.data(), at.ec_point.size()));
+      if (!at.ec_params.empty()) x.Set("ecParams", CopyOut(env, at.ec_params.data(), at.ec_params.size()));
+      o.Set("attrs", x);
+      break;
+    }
+    case OpKind::kSetAttributes:
+    case OpKind::kDestroy:
+      break;
+  }
+  r.out.Clear();  // plaintext and key bytes leave native memory once copied out
+  return o;
+}
+
+Napi::Object ModuleInfoToJs(Napi::Env env, const CK_INFO& info) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("cryptokiVersion", Version(info.cryptokiVersion));
+  o.Set("manufacturerId", TrimPadded(info.manufacturerID, sizeof info.manufacturerID));
+  o.Set("libraryDescription", TrimPadded(info.libraryDescription, sizeof info.libraryDescription));
+  o.Set("libraryVersion", Version(info.libraryVersion));
+  return o;
+}
+
+Napi::Object TokenToJs(Napi::Env env, const TokenSnapshot& snap) {
+  const CK_TOKEN_INFO& t = snap.token;
+  auto count = [&](CK_ULONG v) -> Napi::Value {
+    if (v == CK_UNAVAILABLE_INFORMATION || v == CK_EFFECTIVELY_INFINITE) return env.Null();
+    return Napi::Number::New(env, static_cast<double>(v));
+  };
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("slotId", Napi::Number::New(env, static_cast<double>(snap.slot)));
+  o.Set("label", TrimPadded(t.label, sizeof t.label));
+  o.Set("manufacturerId", TrimPadded(t.manufacturerID, sizeof t.manufacturerID));
+  o.Set("model", TrimPadded(t.model, sizeof t.model));
+  o.Set("serialNumber", TrimPadded(t.serialNumber, sizeof t.serialNumber));
+  o.Set("maxSessionCount", count(t.ulMaxSessionCount));
+  o.Set("sessionCount", count(t.ulSessionCount));
+  o.Set("maxRwSessionCount", count(t.ulMaxRwSessionCount));
+  o.Set("rwSessionCount", count(t.ulRwSessionCount));
+  Napi::Object f = Napi::Object::New(env);
+  f.Set("loginRequired", (t.flags & CKF_LOGIN_REQUIRED) != 0);
+  f.Set("userPinInitialized", (t.flags & CKF_USER_PIN_INITIALIZED) != 0);
+  f.Set("tokenInitialized", (t.flags & CKF_TOKEN_INITIALIZED) != 0);
+  f.Set("rng", (t.flags & CKF_RNG) != 0);
+  o.Set("flags", f);
+  return o;
+}
+
+Napi::Array MechanismsToJs(Napi::Env env, Module* m) {
+  const auto& mechs = m->mechanisms();
+  Napi::Array a = Napi::Array::New(env);
+  uint32_t i = 0;
+  for (CK_MECHANISM_TYPE t : mechs) {
+    CK_MECHANISM_INFO info{};
+    if (m->MechanismInfo(t, &info) != CKR_OK) continue;
+    Napi::Object o = Napi::Object::New(env);
+    const char* name = MechanismName(t);
+    char hex[32];
+    snprintf(hex, sizeof hex, "0x%lX", static_cast<unsigned long>(t));
+    o.Set("name", name ? std::string(name) : std::string("CKM_") + hex);
+    o.Set("type", Napi::Number::New(env, static_cast<double>(t)));
+    o.Set("minKeySize", Napi::Number::New(env, static_cast<double>(info.ulMinKeySize)));
+    o.Set("maxKeySize", Napi::Number::New(env, static_cast<double>(info.ulMaxKeySize)));
+    Napi::Object f = Napi::Object::New(env);
+    f.Set("encrypt", (info.flags & CKF_ENCRYPT) != 0);
+    f.Set("decrypt", (info.flags & CKF_DECRYPT) != 0);
+    f.Set("digest", (info.flags & CKF_DIGEST) != 0);
+    f.Set("sign", (info.flags & CKF_SIGN) != 0);
+    f.Set("verify", (info.flags & CKF_VERIFY) != 0);
+    f.Set("generate", (info.flags & CKF_GENERATE) != 0);
+    f.Set("generateKeyPair", (info.flags & CKF_GENERATE_KEY_PAIR) != 0);
+    f.Set("wrap", (info.flags & CKF_WRAP) != 0);
+    f.Set("unwrap", (info.flags & CKF_UNWRAP) != 0);
+    f.Set("derive", (info.flags & CKF_DERIVE) != 0);
+    o.Set("flags", f);
+    a.Set(i++, o);
+  }
+  return a;
+}
+
+Napi::Object CountersToJs(Napi::Env env, const PoolCounters& c) {
+  static const char* const states[] = {"ready", "recovering", "closing", "closed"};
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("state", states[static_cast<int>(c.state)]);
+  o.Set("queueDepth", Napi::Number::New(env, static_cast<double>(c.queue_depth)));
+  o.Set("queueCapacity", Napi::Number::New(env, static_cast<double>(c.queue_capacity)));
+  o.Set("sessionsTotal", Napi::Number::New(env, static_cast<double>(c.sessions)));
+  o.Set("sessionsBusy", Napi::Number::New(env, static_cast<double>(c.busy)));
+  o.Set("sessionsIdle", Napi::Number::New(env, static_cast<double>(c.sessions - c.busy)));
+  Napi::Object ops = Napi::Object::New(env);
+  for (int i = 0; i < kOpKindCount; i++) {
+    ops.Set(OpKindName(static_cast<OpKind>(i)), Napi::Number::New(env, static_cast<double>(c.ops[i])));
+  }
+  o.Set("ops", ops);
+  Napi::Object errs = Napi::Object::New(env);
+  for (const auto& kv : c.errors) errs.Set(kv.first, Napi::Number::New(env, static_cast<double>(kv.second)));
+  o.Set("errors", errs);
+  o.Set("reinitializations", Napi::Number::New(env, static_cast<double>(c.reinits)));
+  o.Set("sessionReopens", Napi::Number::New(env, static_cast<double>(c.session_reopens)));
+  o.Set("relogins", Napi::Number::New(env, static_cast<double>(c.relogins)));
+  o.Set("handleResolves", Napi::Number::New(env, static_cast<double>(c.handle_resolves)));
+  o.Set("rejectedQueueFull", Napi::Number::New(env, static_cast<double>(c.rejected_queue_full)));
+  return o;
+}
+
+}  // namespace hyokd

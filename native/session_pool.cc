@@ -1,0 +1,426 @@
+#include "session_pool.h"
+
+#include <chrono>
+
+namespace hyokd {
+
+namespace {
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+// What an op sees of the worker that runs it.
+class SessionPool::Context : public OpContext {
+ public:
+  Context(SessionPool* pool, Worker* w) : pool_(pool), w_(w) {}
+  CK_FUNCTION_LIST* fl() override { return pool_->module_->fl(); }
+  CK_SESSION_HANDLE session() override { return w_->session; }
+  bool Resolve(const KeyRef& key, bool hot, CK_OBJECT_HANDLE* out, OpError* err) override {
+    return pool_->Resolve(*w_, key, hot, out, err);
+  }
+  bool HasMechanism(CK_MECHANISM_TYPE m) override { return pool_->module_->HasMechanism(m); }
+
+ private:
+  SessionPool* pool_;
+  Worker* w_;
+};
+
+SessionPool::SessionPool(Module* module, Options opts, Completion done)
+    : module_(module), opts_(opts), done_(std::move(done)) {
+  if (opts_.sessions == 0) opts_.sessions = 1;
+  if (opts_.queue_capacity == 0) opts_.queue_capacity = 1;
+}
+
+SessionPool::~SessionPool() { Close(); }
+
+bool SessionPool::Start(OpError* err) {
+  workers_.resize(opts_.sessions);
+  for (Worker& w : workers_) {
+    CK_RV rv = module_->OpenSession(&w.session);
+    if (rv != CKR_OK) {
+      *err = OpError::FromRv(rv, "C_OpenSession");
+      for (Worker& o : workers_) {
+        if (o.session != CK_INVALID_HANDLE) module_->fl()->C_CloseSession(o.session);
+        o.session = CK_INVALID_HANDLE;
+      }
+      workers_.clear();
+      state_.store(PoolState::kClosed);
+      return false;
+    }
+    w.generation = module_->generation();
+  }
+  for (size_t i = 0; i < workers_.size(); i++) {
+    workers_[i].thread = std::thread([this, i] { WorkerLoop(i); });
+  }
+  supervisor_ = std::thread([this] { SupervisorLoop(); });
+  return true;
+}
+
+bool SessionPool::Submit(Batch* b, OpError* err) {
+  size_t n = b->ops.size();
+  b->results.resize(n);
+  b->remaining.store(n, std::memory_order_release);
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    PoolState s = state_.load(std::memory_order_acquire);
+    if (closing_ || s == PoolState::kClosed) {
+      *err = OpError::Hyokd(kClosed, false, "the HSM module is closed");
+      return false;
+    }
+    if (s == PoolState::kRecovering) {
+      *err = OpError::Hyokd(kUnavailable, true, "the HSM is being re-initialized; retry");
+      return false;
+    }
+    if (queue_.size() + n > opts_.queue_capacity) {
+      rejected_full_.fetch_add(1, std::memory_order_relaxed);
+      *err = OpError::Hyokd(kQueueFull, true, "the HSM submission queue is full; back off");
+      return false;
+    }
+    for (size_t i = 0; i < n; i++) queue_.push_back(Item{b, static_cast<uint32_t>(i)});
+  }
+  if (n == 1) {
+    work_cv_.notify_one();
+  } else {
+    work_cv_.notify_all();
+  }
+  return true;
+}
+
+void SessionPool::WorkerLoop(size_t index) {
+  Worker& w = workers_[index];
+  for (;;) {
+    Item item;
+    {
+      std::unique_lock<std::mutex> lk(mu_);
+      work_cv_.wait(lk, [&] {
+        return stop_ || (!queue_.empty() && state_.load() != PoolState::kRecovering);
+      });
+      if (queue_.empty() || (stop_ && state_.load() == PoolState::kRecovering)) {
+        if (stop_) break;
+        continue;
+      }
+      item = queue_.front();
+      queue_.pop_front();
+      busy_++;
+    }
+    RunItem(w, item);
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      busy_--;
+    }
+    idle_cv_.notify_all();
+    FinishItem(item.batch);
+  }
+  if (w.session != CK_INVALID_HANDLE && w.generation == module_->generation()) {
+    module_->fl()->C_CloseSession(w.session);
+  }
+  w.session = CK_INVALID_HANDLE;
+}
+
+void SessionPool::FinishItem(Batch* b) {
+  if (b->remaining.fetch_sub(1, std::memory_order_acq_rel) == 1) done_(b);
+}
+
+CK_RV SessionPool::EnsureSession(Worker& w) {
+  uint64_t gen = module_->generation();
+  if (w.session != CK_INVALID_HANDLE && w.generation == gen) return CKR_OK;
+  // After a re-initialization the old handle is meaningless: do not close it.
+  w.session = CK_INVALID_HANDLE;
+  CK_RV rv = module_->OpenSession(&w.session);
+  if (rv != CKR_OK) {
+    w.session = CK_INVALID_HANDLE;
+    return rv;
+  }
+  w.generation = gen;
+  return CKR_OK;
+}
+
+bool SessionPool::TakeFault(CK_RV* rv) {
+  uint64_t n = fault_count_.load(std::memory_order_acquire);
+  while (n > 0) {
+    if (fault_count_.compare_exchange_weak(n, n - 1, std::memory_order_acq_rel)) {
+      *rv = fault_rv_.load(std::memory_order_acquire);
+      return true;
+    }
+  }
+  return false;
+}
+
+void SessionPool::RunItem(Worker& w, Item item) {
+  Batch* b = item.batch;
+  Op& op = b->ops[item.index];
+  OpResult& res = b->results[item.index];
+  if (b->deadline_ns != 0 && NowNs() > b->deadline_ns) {
+    res.error = OpError::Hyokd(kDeadline, false, "the deadline passed before the HSM step started");
+    CountError(res.error.code);
+    return;
+  }
+  Context ctx(this, &w);
+  bool reopened = false, relogged = false, reresolved = false;
+  for (int attempt = 0; attempt < 4; attempt++) {
+    res.Reset();
+    CK_RV rv = EnsureSession(w);
+    if (rv == CKR_OK) {
+      CK_RV injected;
+      if (TakeFault(&injected)) {
+        rv = injected;
+        res.error = OpError::FromRv(rv, OpKindName(op.kind));
+      } else {
+        rv = Execute(op, ctx, &res);
+      }
+    } else {
+      res.error = OpError::FromRv(rv, "C_OpenSession");
+    }
+    if (rv == CKR_OK || rv == kHyokdFailure) break;
+    Recovery rec = RecoveryFor(rv);
+    if (rec == Recovery::kReopenSession && !reopened) {
+      reopened = true;
+      reopens_.fetch_add(1, std::memory_order_relaxed);
+      module_->fl()->C_CloseSession(w.session);
+      w.session = CK_INVALID_HANDLE;
+      continue;
+    }
+    if (rec == Recovery::kRelogin && !relogged) {
+      relogged = true;
+      if (module_->Relogin() == CKR_OK) continue;
+      break;
+    }
+    if (rec == Recovery::kReresolve && !reresolved) {
+      reresolved = true;
+      Invalidate(op.key);
+      if (op.kind == OpKind::kWrapKey) Invalidate(op.key2);
+      continue;
+    }
+    if (rec == Recovery::kReinitModule) RequestReinit();
+    break;
+  }
+  if (res.ok) {
+    op_counts_[static_cast<int>(op.kind)].fetch_add(1, std::memory_order_relaxed);
+  } else {
+    CountError(res.error.code);
+  }
+  // Inputs that may be secret are zeroed as soon as the worker is done with them.
+  op.data.Clear();
+}
+
+bool SessionPool::Resolve(Worker& w, const KeyRef& key, bool hot, CK_OBJECT_HANDLE* out,
+                          OpError* err) {
+  std::string ck = key.CacheKey();
+  uint64_t gen = module_->generation();
+  {
+    std::shared_lock<std::shared_mutex> g(cache_mu_);
+    auto it = cache_.find(ck);
+    if (it != cache_.end() && it->second.generation == gen) {
+      *out = hot && it->second.copy != CK_INVALID_HANDLE ? it->second.copy : it->second.handle;
+      return true;
+    }
+  }
+  resolves_.fetch_add(1, std::memory_order_relaxed);
+  CK_FUNCTION_LIST* fl = module_->fl();
+  Template t;
+  t.Ulong(CKA_CLASS, key.cls);
+  t.Bytes(CKA_ID, key.id.data(), key.id.size());
+  t.Bool(CKA_TOKEN, key.token);
+  CK_OBJECT_HANDLE found[2];
+  CK_ULONG n = 0;
+  for (int pass = 0; pass < 2; pass++) {
+    CK_RV rv = fl->C_FindObjectsInit(w.session, t.data(), t.size());
+    if (rv != CKR_OK) {
+      *err = OpError::FromRv(rv, "C_FindObjectsInit");
+      return false;
+    }
+    rv = fl->C_FindObjects(w.session, found, 2, &n);
+    fl->C_FindObjectsFinal(w.session);
+    if (rv != CKR_OK) {
+      *err = OpError::FromRv(rv, "C_FindObjects");
+      return false;
+    }
+    if (n > 0 || pass == 1) break;
+    // Private objects are invisible while the token is logged out (for example after
+    // every session was closed): log in again once before calling the key missing.
+    CK_SESSION_INFO si{};
+    if (fl->C_GetSessionInfo(w.session, &si) != CKR_OK) break;
+    if (si.state == CKS_RO_USER_FUNCTIONS || si.state == CKS_RW_USER_FUNCTIONS) break;
+    if (module_->Relogin() != CKR_OK) break;
+  }
+  if (n == 0) {
+    *err = OpError::Hyokd(kKeyNotFound, false, "no key with that id and class on the token");
+    return false;
+  }
+  if (n > 1) {
+    *err = OpError::Hyokd(kKeyAmbiguous, false, "more than one key has that id and class");
+    return false;
+  }
+  CachedKey entry;
+  entry.handle = found[0];
+  entry.generation = gen;
+  std::unique_lock<std::shared_mutex> g(cache_mu_);
+  auto it = cache_.find(ck);
+  if (it != cache_.end() && it->second.generation == gen && it->second.handle == entry.handle) {
+    entry = it->second;  // another worker got here first, with its copy
+  } else if (opts_.session_copies && hot && key.token && key.cls == CKO_SECRET_KEY) {
+    // A session-object copy of a hot key skips the token object's per-use file checks
+    // (about 3x on SoftHSM2). It keeps CKA_SENSITIVE and CKA_EXTRACTABLE=false; it is
+    // made on the keeper session so it lives as long as the login.
+    CK_OBJECT_HANDLE copy = CK_INVALID_HANDLE;
+    CK_RV rv = module_->WithKeeper([&](CK_SESSION_HANDLE keeper) {
+      Template ct;
+      ct.Bool(CKA_TOKEN, false);
+      return fl->C_CopyObject(keeper, entry.handle, ct.data(), ct.size(), &copy);
+    });
+    if (rv == CKR_OK) entry.copy = copy;
+    if (it != cache_.end() && it->second.copy != CK_INVALID_HANDLE) {
+      CK_OBJECT_HANDLE stale = it->second.copy;
+      module_->WithKeeper([&](CK_SESSION_HANDLE keeper) { return fl->C_DestroyObject(keeper, stale); });
+    }
+  }
+  cache_[ck] = entry;
+  *out = hot && entry.copy != CK_INVALID_HANDLE ? entry.copy : entry.handle;
+  return true;
+}
+
+void SessionPool::Invalidate(const KeyRef& key) {
+  std::unique_lock<std::shared_mutex> g(cache_mu_);
+  cache_.erase(key.CacheKey());
+}
+
+void SessionPool::EvictKey(const KeyRef& key) {
+  CachedKey entry;
+  {
+    std::unique_lock<std::shared_mutex> g(cache_mu_);
+    auto it = cache_.find(key.CacheKey());
+    if (it == cache_.end()) return;
+    entry = it->second;
+    cache_.erase(it);
+  }
+  if (entry.copy != CK_INVALID_HANDLE && entry.generation == module_->generation()) {
+    CK_FUNCTION_LIST* fl = module_->fl();
+    module_->WithKeeper([&](CK_SESSION_HANDLE keeper) { return fl->C_DestroyObject(keeper, entry.copy); });
+  }
+}
+
+void SessionPool::RequestReinit() {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    PoolState expected = PoolState::kReady;
+    if (!state_.compare_exchange_strong(expected, PoolState::kRecovering)) return;
+    reinit_requested_ = true;
+  }
+  super_cv_.notify_all();
+}
+
+void SessionPool::SupervisorLoop() {
+  std::unique_lock<std::mutex> lk(mu_);
+  for (;;) {
+    super_cv_.wait(lk, [&] { return stop_ || reinit_requested_; });
+    if (stop_) return;
+    reinit_requested_ = false;
+    // Queued work fails fast with a retriable error rather than waiting for a device
+    // that may take long to come back.
+    std::deque<Item> failed;
+    failed.swap(queue_);
+    lk.unlock();
+    for (Item& it : failed) {
+      it.batch->results[it.index].error =
+          OpError::Hyokd(kUnavailable, true, "the HSM is being re-initialized; retry");
+      CountError(kUnavailable);
+      FinishItem(it.batch);
+    }
+    lk.lock();
+    idle_cv_.wait(lk, [&] { return busy_ == 0; });
+    int64_t backoff_ms = 100;
+    while (!stop_) {
+      lk.unlock();
+      OpError err;
+      CK_RV rv = module_->Reinitialize(&err);
+      lk.lock();
+      if (rv == CKR_OK) {
+        {
+          std::unique_lock<std::shared_mutex> g(cache_mu_);
+          cache_.clear();  // every handle and session copy died with the old init
+        }
+        reinits_.fetch_add(1, std::memory_order_relaxed);
+        state_.store(closing_ ? PoolState::kClosing : PoolState::kReady, std::memory_order_release);
+        break;
+      }
+      super_cv_.wait_for(lk, std::chrono::milliseconds(backoff_ms), [&] { return stop_; });
+      backoff_ms = std::min<int64_t>(backoff_ms * 2, 5000);
+    }
+    work_cv_.notify_all();
+  }
+}
+
+void SessionPool::CountError(const std::string& code) {
+  std::lock_guard<std::mutex> g(err_mu_);
+  err_counts_[code]++;
+}
+
+void SessionPool::InjectFault(CK_RV rv, uint64_t count) {
+  fault_rv_.store(rv, std::memory_order_release);
+  fault_count_.store(count, std::memory_order_release);
+}
+
+PoolCounters SessionPool::Counters() {
+  PoolCounters c;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    c.queue_depth = queue_.size();
+    c.busy = busy_;
+  }
+  c.state = state_.load();
+  c.queue_capacity = opts_.queue_capacity;
+  c.sessions = workers_.size();
+  for (int i = 0; i < kOpKindCount; i++) c.ops[i] = op_counts_[i].load(std::memory_order_relaxed);
+  {
+    std::lock_guard<std::mutex> g(err_mu_);
+    c.errors = err_counts_;
+  }
+  c.reinits = reinits_.load();
+  c.session_reopens = reopens_.load();
+  c.relogins = module_->relogins.load();
+  c.handle_resolves = resolves_.load();
+  c.rejected_queue_full = rejected_full_.load();
+  return c;
+}
+
+void SessionPool::Close() {
+  {
+    std::unique_lock<std::mutex> lk(mu_);
+    if (state_.load() == PoolState::kClosed) return;
+    closing_ = true;
+    if (state_.load() != PoolState::kRecovering) state_.store(PoolState::kClosing);
+    // Drain: queued items still run (or fail fast if the module is recovering).
+    idle_cv_.wait(lk, [&] {
+      return (queue_.empty() || state_.load() == PoolState::kRecovering) && busy_ == 0;
+    });
+    stop_ = true;
+  }
+  work_cv_.notify_all();
+  super_cv_.notify_all();
+  for (Worker& w : workers_) {
+    if (w.thread.joinable()) w.thread.join();
+  }
+  if (supervisor_.joinable()) supervisor_.join();
+  // Anything still queued (the module was recovering when we stopped) fails now.
+  std::deque<Item> left;
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    left.swap(queue_);
+  }
+  for (Item& it : left) {
+    it.batch->results[it.index].error = OpError::Hyokd(kClosed, false, "the HSM module is closed");
+    FinishItem(it.batch);
+  }
+  {
+    std::unique_lock<std::shared_mutex> g(cache_mu_);
+    cache_.clear();  // session copies die with the keeper session
+  }
+  state_.store(PoolState::kClosed);
+}
+
+}  // namespace hyokd

@@ -1,0 +1,201 @@
+// The production HsmBackend: hyokd's PKCS#11 addon (native/). One call to `batch()`
+// crosses into native code once; the items run on the pool's worker sessions; the
+// results come back in one crossing.
+import { randomBytes } from 'node:crypto';
+import { addon, type RawHsm } from './native.js';
+import { HsmError, HyokdHsmCodes } from './errors.js';
+import type {
+  Capabilities,
+  HsmBackend,
+  HsmCounters,
+  HsmState,
+  ItemResult,
+  KeyRef,
+  MechanismInfo,
+  ModuleInfo,
+  Op,
+  OpName,
+  OpOf,
+  OpValues,
+  SubmitOptions,
+  TokenInfo,
+} from './types.js';
+
+export interface NativeBackendOptions {
+  /** Path of the PKCS#11 module (for SoftHSM2: /usr/lib/softhsm/libsofthsm2.so). */
+  modulePath: string;
+  tokenLabel?: string;
+  tokenSerial?: string;
+  /** The user PIN. The addon copies it into locked memory and zeroes this Buffer. */
+  pin: Buffer;
+  /** Worker sessions (one native thread each). Default: from the core count and the token's limit. */
+  sessions?: number;
+  /** Items that may wait for a session; beyond it submissions fail with HYOKD_QUEUE_FULL. */
+  queueCapacity?: number;
+  /** Use session-object copies of hot AES keys (faster on SoftHSM2; see README). */
+  sessionObjectCopies?: boolean;
+  /** Default deadline for an item to start, in milliseconds. */
+  opTimeoutMs?: number;
+}
+
+function toError(item: Record<string, unknown>, site: Error | undefined): HsmError {
+  const err = new HsmError({
+    code: String(item.code),
+    rv: Number(item.rv),
+    retriable: Boolean(item.retriable),
+    message: String(item.message),
+    op: item.op === undefined ? undefined : String(item.op),
+  });
+  // The stack of the caller who submitted the work, not of the completion callback.
+  if (site?.stack) err.stack = `HsmError: ${err.message}\n${site.stack.split('\n').slice(1).join('\n')}`;
+  return err;
+}
+
+function wholeBatchError(e: unknown, site: Error): unknown {
+  if (e instanceof Error && typeof (e as { code?: unknown }).code === 'string' && 'rv' in e) {
+    return toError(e as unknown as Record<string, unknown>, site);
+  }
+  return e;
+}
+
+export class NativeBackend implements HsmBackend {
+  readonly module: ModuleInfo;
+  readonly token: TokenInfo;
+  private readonly raw: RawHsm;
+  private readonly opTimeoutMs: number | undefined;
+  private caps: Promise<Capabilities> | undefined;
+  private closed = false;
+
+  private constructor(raw: RawHsm, opTimeoutMs: number | undefined) {
+    this.raw = raw;
+    this.opTimeoutMs = opTimeoutMs;
+    const info = raw.info();
+    this.module = info.module as unknown as ModuleInfo;
+    this.token = info.token as unknown as TokenInfo;
+  }
+
+  static async open(opts: NativeBackendOptions): Promise<NativeBackend> {
+    const site = new Error();
+    try {
+      const raw = await addon().open({
+        modulePath: opts.modulePath,
+        tokenLabel: opts.tokenLabel,
+        tokenSerial: opts.tokenSerial,
+        pin: opts.pin,
+        sessions: opts.sessions,
+        queueCapacity: opts.queueCapacity,
+        sessionObjectCopies: opts.sessionObjectCopies,
+      });
+      return new NativeBackend(raw, opts.opTimeoutMs);
+    } catch (e) {
+      throw wholeBatchError(e, site);
+    }
+  }
+
+  mechanisms(): MechanismInfo[] {
+    return this.raw.mechanisms() as unknown as MechanismInfo[];
+  }
+
+  async run<N extends OpName>(op: OpOf<N>, opts?: SubmitOptions): Promise<OpValues[N]> {
+    const [item] = await this.batch([op], opts);
+    if (!item.ok) throw item.error;
+    const { ok: _ok, ...value } = item;
+    return value as unknown as OpValues[N];
+  }
+
+  async batch(ops: Op[], opts?: SubmitOptions): Promise<ItemResult[]> {
+    const site = new Error();
+    let raw;
+    try {
+      raw = await this.raw.submit(ops, opts?.timeoutMs ?? this.opTimeoutMs);
+    } catch (e) {
+      throw wholeBatchError(e, site);
+    }
+    const out = new Array<ItemResult>(raw.length);
+    for (let i = 0; i < raw.length; i++) {
+      const r = raw[i];
+      out[i] = r.ok ? (r as unknown as ItemResult) : { ok: false, error: toError(r, site) };
+    }
+    return out;
+  }
+
+  async evictKey(ref: KeyRef): Promise<void> {
+    this.raw.evictKey(ref);
+  }
+
+  counters(): HsmCounters {
+    return this.raw.counters() as unknown as HsmCounters;
+  }
+
+  state(): HsmState {
+    const s = this.raw.counters().state;
+    return s === 'ready' || s === 'recovering' ? s : 'closed';
+  }
+
+  /**
+   * What the token can do, found by trying it (once, cached): RSA-OAEP with SHA-1 and
+   * SHA-256 on a session key pair, and a session copy of a token AES key. Mechanisms the
+   * token does not list at all are reported from its mechanism list.
+   */
+  capabilities(): Promise<Capabilities> {
+    this.caps ??= this.probe();
+    return this.caps;
+  }
+
+  private async probe(): Promise<Capabilities> {
+    const mechs = new Set(this.mechanisms().map((m) => m.name));
+    const id = randomBytes(16);
+    const usage = { encrypt: true, decrypt: true };
+    const pair = await this.run({
+      op: 'generateKeyPair',
+      kind: 'rsa',
+      modulusBits: 2048,
+      publicSpec: { id, label: 'hyokd-probe', token: false, usage: { encrypt: true } },
+      privateSpec: { id, label: 'hyokd-probe', token: false, usage: { decrypt: true } },
+    });
+    const pub: KeyRef = { id, cls: 'public', token: false };
+    const [sha1, sha256] = await this.batch([
+      { op: 'rsaEncrypt', key: pub, hash: 'sha1', data: Buffer.alloc(32) },
+      { op: 'rsaEncrypt', key: pub, hash: 'sha256', data: Buffer.alloc(32) },
+    ]);
+    const aesId = randomBytes(16);
+    const aes = await this.run({
+      op: 'generateKey',
+      keyBits: 256,
+      spec: { id: aesId, label: 'hyokd-probe', token: true, usage },
+    });
+    const [copy] = await this.batch([{ op: 'copyObject', handle: aes.handle, token: false }]);
+    const cleanup: Op[] = [
+      { op: 'destroy', handle: pair.publicHandle },
+      { op: 'destroy', handle: pair.privateHandle },
+      { op: 'destroy', handle: aes.handle },
+    ];
+    if (copy.ok) cleanup.push({ op: 'destroy', handle: (copy as { handle: number }).handle });
+    await this.batch(cleanup);
+    return {
+      oaepSha1: sha1.ok,
+      oaepSha256: sha256.ok,
+      rsaAesKeyWrap: mechs.has('CKM_RSA_AES_KEY_WRAP'),
+      aesKeyWrapPad: mechs.has('CKM_AES_KEY_WRAP_PAD'),
+      sessionCopy: copy.ok,
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.raw.close();
+  }
+
+  /** Test hook: close every session on the slot, as a token reset would. */
+  testCloseAllSessions(): void {
+    this.raw._testCloseAllSessions();
+  }
+
+  /** Fault injection: the next `count` operations fail with `code` (a CKR_* name) without reaching the token. */
+  injectFault(code: string, count: number): void {
+    const rv = addon().rvValue(code);
+    if (rv === undefined) throw new HsmError({ code: HyokdHsmCodes.UNSUPPORTED, rv: -1, retriable: false, message: `unknown return value name ${code}` });
+    this.raw._testInjectFault(rv, count);
+  }
+}

@@ -1,0 +1,74 @@
+// Loads the compiled addon (build/Release/hyokd_native.node) and types its raw surface.
+// Only src/hsm/ imports this file; everything else uses `HsmBackend`.
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export interface RawErrorItem {
+  ok: false;
+  code: string;
+  rv: number;
+  retriable: boolean;
+  message: string;
+  op?: string;
+}
+
+export interface RawHsm {
+  submit(ops: unknown[], timeoutMs?: number): Promise<Array<Record<string, unknown> & { ok: boolean }>>;
+  evictKey(ref: unknown): void;
+  counters(): Record<string, unknown>;
+  info(): { module: Record<string, unknown>; token: Record<string, unknown> };
+  mechanisms(): Array<Record<string, unknown>>;
+  close(): Promise<void>;
+  _testCloseAllSessions(): number | undefined;
+  _testInjectFault(rv: number, count: number): void;
+}
+
+export interface RawOpenOptions {
+  modulePath: string;
+  tokenLabel?: string;
+  tokenSerial?: string;
+  /** Zeroed by the addon once copied. */
+  pin: Buffer;
+  sessions?: number;
+  queueCapacity?: number;
+  sessionObjectCopies?: boolean;
+}
+
+export interface RawAddon {
+  open(options: RawOpenOptions): Promise<RawHsm>;
+  initToken(options: {
+    modulePath: string;
+    label: string;
+    soPin: Buffer;
+    userPin: Buffer;
+  }): Promise<{ slotId: number; serialNumber: string }>;
+  rvName(rv: number): string;
+  rvValue(name: string): number | undefined;
+}
+
+function findAddon(): string {
+  // dist/src/hsm/ (compiled) and src/hsm/ (run by tap through tsx) both reach the
+  // package root by walking up to the folder that holds binding.gyp.
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 5; i++) {
+    const candidate = join(dir, 'build', 'Release', 'hyokd_native.node');
+    if (existsSync(join(dir, 'binding.gyp'))) return candidate;
+    dir = dirname(dir);
+  }
+  throw new Error('cannot find the hyokd package root (binding.gyp)');
+}
+
+let cached: RawAddon | undefined;
+
+export function addon(): RawAddon {
+  if (!cached) {
+    const path = findAddon();
+    if (!existsSync(path)) {
+      throw new Error(`the native addon is not built (${path}); run: npm run build:native`);
+    }
+    cached = createRequire(import.meta.url)(path) as RawAddon;
+  }
+  return cached;
+}
