@@ -122,7 +122,11 @@ function evaluate(policy: CompiledPolicy, req: AuthzRequest, trace: Trace): Deci
   let allowedBy: string | null = null;
   if (req.keyName !== undefined) {
     for (const kr of policy.keyRules) {
-      if (!matches(kr.pattern, req.keyName)) continue;
+      if (!matches(kr.pattern, req.keyName)) {
+        if (kr.grants.length > 0)
+          note(trace, `key:${kr.pattern.source}`, false, 'none', 'key does not match');
+        continue;
+      }
       for (const g of kr.grants) {
         const why = mismatch(g.identity, g.permissions, null, req);
         note(trace, g.id, why === null, why === null ? 'allow' : 'none', why ?? 'grants it');

@@ -11,6 +11,7 @@
 // `spiffe://hyokd.dev/svc/billing` but not `spiffe://hyokd.dev/svc/billing/worker`;
 // `spiffe://hyokd.dev/**` matches everything in the trust domain; `**` alone matches any
 // identity, while `*` alone matches only identities without `/` (DNS names, CNs).
+// Unlike a TLS wildcard, `*` also crosses dots: `*.svc.example` matches `a.b.svc.example`.
 //
 // Key names never contain `/` (see KEY_NAME_PATTERN), so in key patterns `*` and `**`
 // both mean "any characters": `payments-*` matches `payments-eu` and `payments-`.

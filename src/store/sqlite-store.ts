@@ -53,7 +53,7 @@ export const STORE_FILE_NAME = 'metadata.sqlite';
 const DAY_MS = 86_400_000;
 
 export interface SqliteStoreOptions {
-  /** Path of the database file (see `storePathIn`). */
+  /** Path of the database file (see `storePathIn`), or ':memory:' for a throwaway store. */
   path: string;
   /** Default 'FULL' (see the top of this file). */
   synchronous?: 'FULL' | 'NORMAL';
@@ -74,7 +74,8 @@ export function openSqliteStore(options: SqliteStoreOptions): SqliteMetadataStor
   try {
     db.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
     const mode = db.pragma('journal_mode = WAL', { simple: true });
-    if (String(mode).toLowerCase() !== 'wal') {
+    // ':memory:' (tests of upper layers) cannot use WAL; every real file must.
+    if (String(mode).toLowerCase() !== 'wal' && options.path !== ':memory:') {
       throw new StoreError(
         StoreCodes.FAILED_PRECONDITION,
         `could not switch the store to WAL (got ${String(mode)})`,

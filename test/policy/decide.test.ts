@@ -157,13 +157,14 @@ t.test('explain lists the rules considered, ending with the decider', async (t) 
     'deny[1]',
     'key:payments-*:grant[0]',
     'key:payments-*:grant[1]',
+    'key:legacy',
     'binding[0]:reader',
     'binding[0]:crypto-user',
     'reason-missing:payments-*',
   ]);
   t.same(
     e.steps.map((s) => s.matched),
-    [false, false, false, false, false, true, true],
+    [false, false, false, false, false, false, true, true],
   );
   t.equal(e.steps.at(-1)?.effect, 'deny');
   t.match(e.steps[0]?.detail, /does not cover unwrapKey/);

@@ -1,4 +1,4 @@
-// The shared MetadataStore suite against the SQLite store on a real file.
+// The shared MetadataStore suite against the SQLite store: on a real file, and in memory.
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,8 +10,14 @@ const dir = mkdtempSync(join(tmpdir(), 'hyokd-store-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
 let n = 0;
 
-runStoreConformance(t, ({ clock }) => {
-  const sub = join(dir, String(n++));
-  mkdirSync(sub);
-  return openSqliteStore({ path: storePathIn(sub), clock });
+t.test('on a file', async (t) => {
+  runStoreConformance(t, ({ clock }) => {
+    const sub = join(dir, String(n++));
+    mkdirSync(sub);
+    return openSqliteStore({ path: storePathIn(sub), clock });
+  });
+});
+
+t.test('in memory', async (t) => {
+  runStoreConformance(t, ({ clock }) => openSqliteStore({ path: ':memory:', clock }));
 });
