@@ -88,7 +88,11 @@ function mismatch(
   return null;
 }
 
-function evaluate(policy: CompiledPolicy, req: AuthzRequest, trace: Trace): Decision {
+function evaluate(policy: CompiledPolicy, raw: AuthzRequest, trace: Trace): Decision {
+  // Transport layers often carry an absent optional field as null: treat it as absent.
+  const req: AuthzRequest = { identity: raw.identity, permission: raw.permission };
+  if (raw.keyName !== undefined && raw.keyName !== null) req.keyName = raw.keyName;
+  if (raw.reason !== undefined && raw.reason !== null) req.reason = raw.reason;
   if (
     typeof req.identity !== 'string' ||
     req.identity.length === 0 ||

@@ -184,3 +184,19 @@ t.test('decisions do not depend on earlier requests', async (t) => {
   decide(policy, { identity: 'x', permission: 'purge', keyName: 'prod-a' });
   t.same(decide(policy, req), first);
 });
+
+t.test('null optional fields count as absent; wrong types are invalid', async (t) => {
+  const asNull = {
+    identity: SVC,
+    permission: 'list',
+    keyName: null,
+    reason: null,
+  } as unknown as AuthzRequest;
+  t.equal(decide(policy, asNull).rule, 'default-deny');
+  const nullReason = { identity: SVC, permission: 'unwrapKey', keyName: 'payments-eu', reason: null };
+  t.equal(decide(policy, nullReason as unknown as AuthzRequest).rule, 'reason-missing:payments-*');
+  const numKey = { identity: OPS, permission: 'get', keyName: 7 } as unknown as AuthzRequest;
+  t.equal(decide(policy, numKey).rule, 'invalid-request');
+  const numReason = { identity: OPS, permission: 'get', keyName: 'k', reason: 7 } as unknown as AuthzRequest;
+  t.equal(decide(policy, numReason).rule, 'invalid-request');
+});
