@@ -1,0 +1,66 @@
+// The file-system calls the audit writer makes, behind a small interface so tests can
+// inject ENOSPC, EIO or a write that never returns. The default works on numeric file
+// descriptors (fs.write + fs.fsync), so the writer controls every byte and every flush.
+
+import * as fs from 'node:fs';
+import { promisify } from 'node:util';
+
+export interface AuditFs {
+  mkdir(path: string): Promise<void>;
+  readdir(path: string): Promise<string[]>;
+  /** Size in bytes and whether the path is a regular file. */
+  stat(path: string): Promise<{ size: number; isFile: boolean }>;
+  /** Open for appending; `exclusive` fails when the file exists. */
+  openAppend(path: string, exclusive: boolean): Promise<number>;
+  openRead(path: string): Promise<number>;
+  /** Write `buf` at the end; resolves with the bytes written (may be short). */
+  write(fd: number, buf: Buffer, offset: number, length: number): Promise<number>;
+  read(fd: number, buf: Buffer, position: number): Promise<number>;
+  fsync(fd: number): Promise<void>;
+  close(fd: number): Promise<void>;
+  /** Flush a directory entry (a new file) to disk. */
+  fsyncDir(path: string): Promise<void>;
+}
+
+const pOpen = promisify(fs.open);
+const pWrite = (fd: number, b: Buffer, o: number, l: number): Promise<number> =>
+  new Promise((resolve, reject) => fs.write(fd, b, o, l, null, (err, n) => (err ? reject(err) : resolve(n))));
+const pRead = (fd: number, b: Buffer, p: number): Promise<number> =>
+  new Promise((resolve, reject) =>
+    fs.read(fd, b, 0, b.length, p, (err, n) => (err ? reject(err) : resolve(n))),
+  );
+const pFsync = promisify(fs.fsync);
+const pClose = promisify(fs.close);
+
+export const nodeAuditFs: AuditFs = {
+  async mkdir(path) {
+    await fs.promises.mkdir(path, { recursive: true, mode: 0o700 });
+  },
+  readdir: (path) => fs.promises.readdir(path),
+  async stat(path) {
+    const s = await fs.promises.stat(path);
+    return { size: s.size, isFile: s.isFile() };
+  },
+  openAppend: (path, exclusive) =>
+    pOpen(
+      path,
+      fs.constants.O_WRONLY |
+        fs.constants.O_APPEND |
+        fs.constants.O_CREAT |
+        (exclusive ? fs.constants.O_EXCL : 0),
+      0o600,
+    ),
+  openRead: (path) => pOpen(path, 'r'),
+  write: (fd, buf, offset, length) => pWrite(fd, buf, offset, length),
+  read: (fd, buf, position) => pRead(fd, buf, position),
+  fsync: (fd) => pFsync(fd),
+  close: (fd) => pClose(fd),
+  async fsyncDir(path) {
+    const fd = await pOpen(path, 'r');
+    try {
+      await pFsync(fd);
+    } finally {
+      await pClose(fd);
+    }
+  },
+};

@@ -1,0 +1,209 @@
+// What an audit record may hold, and the sanitizer every event passes through.
+//
+// The audit log must never hold a PIN, a plaintext DEK or a private key. Types keep
+// binary data out at compile time (a Buffer is not an `AuditValue`), and `sanitizeEvent`
+// enforces it at run time for callers that cast: binary values are replaced by a marker,
+// fields named like secrets are redacted, strings, arrays, objects and depth are capped.
+// Ciphertexts, when worth recording at all, go in as `digestForAudit(buf)`.
+
+import { createHash } from 'node:crypto';
+import { AuditCodes, AuditError } from './errors.js';
+
+export type AuditScalar = string | number | boolean | null;
+export type AuditValue = AuditScalar | AuditValue[] | { [key: string]: AuditValue };
+/** Free-form fields (caller context, job details). Binary values are not accepted. */
+export type AuditFields = { [key: string]: AuditValue };
+
+export interface AuditIdentity {
+  /** SHA-256 fingerprint of the verified client certificate (hex). */
+  fingerprint: string;
+  /** The identity hyokd derived from it: URI SAN, DNS SAN or subject CN. */
+  san: string;
+}
+
+export interface AuditKeyRef {
+  name: string;
+  version?: number | string;
+}
+
+/** One data-plane or admin call, allowed or denied. */
+export interface RequestEvent {
+  type: 'request';
+  plane: 'data' | 'admin';
+  identity: AuditIdentity | null;
+  op: string;
+  key?: AuditKeyRef;
+  decision: { allowed: boolean; rule: string };
+  /** 'OK' or the error code the caller got. */
+  result: { code: string };
+  latencyMs: number;
+  peer: string;
+  requestId: string;
+  /** Caller context: upstream request id, reason, … */
+  context?: AuditFields;
+  /** e.g. `{ ciphertext: digestForAudit(blob) }`. */
+  details?: AuditFields;
+}
+
+export interface QuorumEvent {
+  type: 'quorum';
+  action: 'requested' | 'approved' | 'rejected' | 'executed' | 'expired' | 'cancelled';
+  quorumId: string;
+  op: string;
+  key?: AuditKeyRef;
+  identity?: AuditIdentity | null;
+  approvals?: number;
+  required?: number;
+  requestId?: string;
+  details?: AuditFields;
+}
+
+export interface KeyJobEvent {
+  type: 'key-job';
+  job: string;
+  key: AuditKeyRef;
+  status: 'started' | 'succeeded' | 'failed';
+  code?: string;
+  details?: AuditFields;
+}
+
+export interface ReloadEvent {
+  type: 'reload';
+  what: 'config' | 'policy';
+  ok: boolean;
+  /** Digest of the loaded document (digestForAudit), so two reloads can be compared. */
+  digest?: string;
+  code?: string;
+  details?: AuditFields;
+}
+
+/** What callers append. start/stop/resume/checkpoint/key/rotate are the writer's own. */
+export type AuditEvent = RequestEvent | QuorumEvent | KeyJobEvent | ReloadEvent;
+
+export const CALLER_TYPES: ReadonlySet<string> = new Set(['request', 'quorum', 'key-job', 'reload']);
+export const WRITER_TYPES: ReadonlySet<string> = new Set([
+  'start',
+  'stop',
+  'resume',
+  'checkpoint',
+  'key',
+  'rotate',
+]);
+
+/** A record as stored: one JSON object per line. */
+export interface AuditRecord {
+  seq: number;
+  ts: string;
+  prev: string;
+  hash: string;
+  type: string;
+  [field: string]: unknown;
+}
+
+/** Where a marker says the previous run (or the previous healthy period) ended. */
+export interface ChainPoint {
+  file: string;
+  seq: number;
+  hash: string;
+}
+
+/** A partial last line left by a crash or a failed write, declared by the next marker. */
+export interface TornTail {
+  file: string;
+  /** Byte offset of the partial line in `file`. */
+  offset: number;
+  length: number;
+  /** SHA-256 (hex) of the partial bytes. */
+  sha256: string;
+}
+
+/** A short digest for ciphertexts and documents in audit records: 16 hex of SHA-256. */
+export function digestForAudit(buf: Buffer | Uint8Array | string): string {
+  return createHash('sha256').update(buf).digest('hex').slice(0, 16);
+}
+
+export const LIMITS = {
+  maxString: 1024,
+  maxKey: 64,
+  maxEntries: 64,
+  maxDepth: 6,
+} as const;
+
+const SECRET_NAME = /(pin|password|passphrase|secret|plaintext|privatekey|private_key|private-key)$/i;
+const BINARY = '[binary removed]';
+const REDACTED = '[redacted]';
+const RESERVED = new Set(['seq', 'ts', 'prev', 'hash']);
+
+function capString(s: string, max: number): string {
+  return s.length <= max ? s : s.slice(0, max) + `…(+${s.length - max})`;
+}
+
+function isBinary(v: object): boolean {
+  return (
+    Buffer.isBuffer(v) || ArrayBuffer.isView(v) || v instanceof ArrayBuffer || v instanceof SharedArrayBuffer
+  );
+}
+
+/** Turn anything into a bounded JSON value with no binary data and no secret-named fields. */
+export function sanitizeValue(v: unknown, depth = 0): AuditValue | undefined {
+  if (v === null) return null;
+  switch (typeof v) {
+    case 'string':
+      return capString(v, LIMITS.maxString);
+    case 'number':
+      return Number.isFinite(v) ? v : null;
+    case 'boolean':
+      return v;
+    case 'bigint':
+      return capString(v.toString(), LIMITS.maxString);
+    case 'undefined':
+    case 'function':
+    case 'symbol':
+      return undefined;
+    default:
+      break;
+  }
+  const obj = v as object;
+  if (isBinary(obj)) return BINARY;
+  if (depth >= LIMITS.maxDepth) return '[too deep]';
+  if (obj instanceof Date) return Number.isNaN(obj.getTime()) ? null : obj.toISOString();
+  if (Array.isArray(obj)) {
+    const out: AuditValue[] = [];
+    for (const item of obj.slice(0, LIMITS.maxEntries)) {
+      const s = sanitizeValue(item, depth + 1);
+      out.push(s === undefined ? null : s);
+    }
+    if (obj.length > LIMITS.maxEntries) out.push(`…(+${obj.length - LIMITS.maxEntries})`);
+    return out;
+  }
+  const out: { [k: string]: AuditValue } = {};
+  const entries = Object.entries(obj);
+  for (const [rawKey, val] of entries.slice(0, LIMITS.maxEntries)) {
+    const key = capString(rawKey, LIMITS.maxKey);
+    if (SECRET_NAME.test(rawKey)) {
+      out[key] = REDACTED;
+      continue;
+    }
+    const s = sanitizeValue(val, depth + 1);
+    if (s !== undefined) out[key] = s;
+  }
+  if (entries.length > LIMITS.maxEntries) out['…'] = `+${entries.length - LIMITS.maxEntries} fields`;
+  return out;
+}
+
+/**
+ * The body of a record from a caller's event: a bounded JSON object with a known
+ * caller type. Fields the writer owns (seq, ts, prev, hash) are dropped.
+ */
+export function sanitizeEvent(event: unknown): { type: string } & AuditFields {
+  if (event === null || typeof event !== 'object' || Array.isArray(event) || isBinary(event)) {
+    throw new AuditError(AuditCodes.BAD_RECORD, 'BAD_RECORD', 'audit event must be an object');
+  }
+  const type = (event as { type?: unknown }).type;
+  if (typeof type !== 'string' || !CALLER_TYPES.has(type)) {
+    throw new AuditError(AuditCodes.BAD_RECORD, 'BAD_RECORD', 'audit event has an unknown type');
+  }
+  const body = sanitizeValue(event) as AuditFields;
+  for (const k of RESERVED) delete body[k];
+  return { ...body, type };
+}

@@ -1,0 +1,756 @@
+// The audit writer: hash-chained, fsync'd, fail-closed.
+//
+// Every record is one line of canonical JSON carrying `seq` (monotonic across files and
+// restarts), `ts`, `prev` (the previous record's hash) and `hash` (SHA-256 over the
+// record without `hash`). `append` resolves only after the record's line is written and
+// fsync'd; records that arrive while a write+fsync is in progress go out together in the
+// next batch (group commit), so one fsync covers many requests under load.
+//
+// Fail closed. A write or fsync that errors, or does not finish within `writeTimeoutMs`
+// (a real timer around open+write+fsync), rejects every record of the batch with
+// AUDIT_UNAVAILABLE, marks the writer unhealthy and rejects new appends at once. The
+// file being written is abandoned (never written again): bytes that may have reached it
+// stay as evidence. A probe then retries every `probeIntervalMs`; once the hung call has
+// settled and the directory can be read, it finds the end of the chain on disk (the last
+// complete record, and any partial line after it), opens a new file and writes a
+// `resume` marker that names that point, the partial line (by offset, length and
+// digest) and the last record this writer had acknowledged. Restarts do the same with a
+// `start` marker. So the chain never forks, a gap is always explicit, and a verifier can
+// tell a declared partial line from a truncation.
+//
+// Checkpoints: at start, at every rotation, on stop, every `checkpointEveryRecords`
+// records and every `checkpointEveryMs`, a `checkpoint` record carries an ECDSA P-256
+// signature (AuditSigner) over the head it follows. The signer's public key is in the
+// chain as a `key` record, written at every start and on key rotation (the old key
+// signs a checkpoint over the new key's record before the new key takes over).
+//
+// Why pino is not the audit sink: the chain hashes exact bytes of a canonical form we
+// control, while pino adds its own fields and order; and pino's destinations either
+// buffer asynchronously (no per-record durability acknowledgement) or write
+// synchronously on the event loop without fsync. Neither gives "resolve after fsync,
+// group commit, bounded by a timer, reject on failure". So the audit files are written
+// here with raw descriptors, and pino (any logger with info/warn/error(obj, msg), such
+// as a pino.Logger) is the operational mirror: health changes and every checkpoint
+// (head seq, hash and signature) are logged there. Those lines leave the box with the
+// operational stream and serve as an external anchor: they reveal a rewrite or a
+// truncation of the newest records, which a chain on one disk cannot prove alone.
+// Record contents are never mirrored: the two streams stay apart.
+
+import { EventEmitter } from 'node:events';
+import { performance } from 'node:perf_hooks';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { canonicalJson, GENESIS_PREV, recordHash } from './canonical.js';
+import { AuditCodes, AuditError, auditUnavailable, errorKind } from './errors.js';
+import { auditFileName, findDiskHead } from './files.js';
+import { nodeAuditFs, type AuditFs } from './audit-fs.js';
+import {
+  CALLER_TYPES,
+  sanitizeEvent,
+  sanitizeValue,
+  type AuditEvent,
+  type AuditFields,
+  type AuditRecord,
+  type ChainPoint,
+} from './record.js';
+import { CHECKPOINT_ALG, checkpointDigest, type AuditSigner } from './signer.js';
+
+/** Structural subset of a pino logger. */
+export interface AuditOpLogger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+export interface AuditWriterOptions {
+  dir: string;
+  signer: AuditSigner;
+  /** Rotate when the current file reaches this size. Default 64 MiB. */
+  maxFileBytes?: number;
+  /** Rotate when the current file is this old. Default 24 h. */
+  maxFileAgeMs?: number;
+  /** Checkpoint after this many records. Default 10000. */
+  checkpointEveryRecords?: number;
+  /** Checkpoint at least this often while records arrive. Default 60 s. */
+  checkpointEveryMs?: number;
+  /** How long the first record of an idle writer waits for company. Default 0 (same tick only). */
+  groupCommitMaxDelayMs?: number;
+  /** Most records in one write+fsync. Default 4096. */
+  groupCommitMaxRecords?: number;
+  /** Bound on open+write+fsync of one batch. Default 2000 ms. */
+  writeTimeoutMs?: number;
+  /** Retry interval while unhealthy. Default 1000 ms. */
+  probeIntervalMs?: number;
+  /** Injected file system (tests). Default: node:fs on descriptors. */
+  fs?: AuditFs;
+  logger?: AuditOpLogger;
+  /** Called on every health change (also emitted as 'health'). */
+  onHealthChange?: (healthy: boolean, errorKind: string | null) => void;
+  /** Called after every durable batch (also emitted as 'batch'): for latency and batch-size metrics. */
+  onBatch?: (info: { records: number; latencyMs: number }) => void;
+  /** Extra fields for the start marker (daemon version, config digest). */
+  startInfo?: AuditFields;
+  now?: () => Date;
+}
+
+export interface AuditStats {
+  healthy: boolean;
+  /** Durable records written by this writer, its own markers included. */
+  records: number;
+  batches: number;
+  fsyncs: number;
+  lastBatchSize: number;
+  maxBatchSize: number;
+  lastWriteLatencyMs: number;
+  maxWriteLatencyMs: number;
+  totalWriteLatencyMs: number;
+  /** Batches that failed (write error or timeout). */
+  failures: number;
+  /** Appends refused, whether in a failed batch or while unhealthy. */
+  rejected: number;
+  lastErrorKind: string | null;
+  lastErrorAt: string | null;
+  checkpoints: number;
+  checkpointFailures: number;
+  rotations: number;
+  recoveries: number;
+  pending: number;
+  file: string | null;
+  head: { seq: number; hash: string } | null;
+}
+
+interface Pending {
+  body: Record<string, unknown>;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+type Entry = { body: Record<string, unknown> } | { checkpoint: AuditSigner; reason: string };
+
+interface Head {
+  seq: number;
+  hash: string;
+}
+
+const noop = (): void => undefined;
+
+export class AuditWriter extends EventEmitter {
+  readonly #dir: string;
+  readonly #fs: AuditFs;
+  readonly #log: AuditOpLogger | undefined;
+  readonly #now: () => Date;
+  readonly #o: Required<
+    Pick<
+      AuditWriterOptions,
+      | 'maxFileBytes'
+      | 'maxFileAgeMs'
+      | 'checkpointEveryRecords'
+      | 'checkpointEveryMs'
+      | 'groupCommitMaxDelayMs'
+      | 'groupCommitMaxRecords'
+      | 'writeTimeoutMs'
+      | 'probeIntervalMs'
+    >
+  >;
+  readonly #opts: AuditWriterOptions;
+  #signer: AuditSigner;
+
+  // Chain state: the last durable record and where it is.
+  #head: Head | null = null;
+  #fd: number | null = null;
+  #file: string | null = null;
+  #fileBytes = 0;
+  #fileOpenedAt = 0;
+
+  #healthy = true;
+  #closed = false;
+  #pending: Pending[] = [];
+  #scheduled = false;
+  #draining = false;
+  /** Serializes every unit of chain work (batches, checkpoints, rotation, recovery). */
+  #serialTail: Promise<unknown> = Promise.resolve();
+  /** The last file-system call sequence, settled or not: recovery waits for it. */
+  #inflight: Promise<void> = Promise.resolve();
+  #inflightSettled = true;
+
+  #recordsSinceCheckpoint = 0;
+  #lastCheckpointAt = 0;
+  #checkpointDue = false;
+  #outage: { since: string; kind: string; failedRecords: number } | null = null;
+  #lastAcked: ChainPoint | null = null;
+  #maintenanceTimer: NodeJS.Timeout | null = null;
+  #probeTimer: NodeJS.Timeout | null = null;
+
+  readonly #stats: AuditStats = {
+    healthy: true,
+    records: 0,
+    batches: 0,
+    fsyncs: 0,
+    lastBatchSize: 0,
+    maxBatchSize: 0,
+    lastWriteLatencyMs: 0,
+    maxWriteLatencyMs: 0,
+    totalWriteLatencyMs: 0,
+    failures: 0,
+    rejected: 0,
+    lastErrorKind: null,
+    lastErrorAt: null,
+    checkpoints: 0,
+    checkpointFailures: 0,
+    rotations: 0,
+    recoveries: 0,
+    pending: 0,
+    file: null,
+    head: null,
+  };
+
+  private constructor(opts: AuditWriterOptions) {
+    super();
+    this.#opts = opts;
+    this.#dir = opts.dir;
+    this.#fs = opts.fs ?? nodeAuditFs;
+    this.#log = opts.logger;
+    this.#now = opts.now ?? (() => new Date());
+    this.#signer = opts.signer;
+    this.#o = {
+      maxFileBytes: opts.maxFileBytes ?? 64 * 1024 * 1024,
+      maxFileAgeMs: opts.maxFileAgeMs ?? 24 * 3600 * 1000,
+      checkpointEveryRecords: opts.checkpointEveryRecords ?? 10_000,
+      checkpointEveryMs: opts.checkpointEveryMs ?? 60_000,
+      groupCommitMaxDelayMs: opts.groupCommitMaxDelayMs ?? 0,
+      groupCommitMaxRecords: opts.groupCommitMaxRecords ?? 4096,
+      writeTimeoutMs: opts.writeTimeoutMs ?? 2000,
+      probeIntervalMs: opts.probeIntervalMs ?? 1000,
+    };
+  }
+
+  /**
+   * Open the log in `dir` (created if missing): find the end of the chain on disk, then
+   * write a `start` marker, the signer's `key` record and a checkpoint to a new file.
+   * Rejects (AUDIT_UNAVAILABLE, or AUDIT_TAIL_CORRUPT when the last complete line on
+   * disk is not a valid record) if that cannot be made durable: do not serve without it.
+   */
+  static async open(opts: AuditWriterOptions): Promise<AuditWriter> {
+    const w = new AuditWriter(opts);
+    try {
+      await w.#start();
+    } catch (err) {
+      w.#closed = true;
+      w.#stopTimers();
+      throw err;
+    }
+    return w;
+  }
+
+  async #start(): Promise<void> {
+    let disk;
+    try {
+      disk = await this.#timed(async () => {
+        await this.#fs.mkdir(this.#dir);
+        return findDiskHead(this.#dir, this.#fs);
+      });
+    } catch (err) {
+      if (err instanceof AuditError && err.code === AuditCodes.TAIL_CORRUPT) throw err;
+      throw auditUnavailable(errorKind(err), `audit log cannot be opened (${errorKind(err)})`);
+    }
+    const last = disk.lastRecord;
+    const clean =
+      last !== null && (last.type === 'stop' || (last.type === 'checkpoint' && last.reason === 'stop'));
+    this.#head = disk.point ? { seq: disk.point.seq, hash: disk.point.hash } : null;
+    const info = this.#opts.startInfo ? sanitizeValue(this.#opts.startInfo) : undefined;
+    await this.#serial(() =>
+      this.#commit(
+        [
+          {
+            body: {
+              type: 'start',
+              from: disk.point,
+              torn: disk.torn,
+              clean,
+              pid: process.pid,
+              host: hostname(),
+              ...(info !== undefined ? { info } : {}),
+            },
+          },
+          { body: this.#keyBody('start', null) },
+          { checkpoint: this.#signer, reason: 'start' },
+        ],
+        true,
+      ),
+    );
+    this.#startMaintenance();
+  }
+
+  /** Whether appends are being accepted. */
+  healthy(): boolean {
+    return this.#healthy && !this.#closed;
+  }
+
+  stats(): AuditStats {
+    return {
+      ...this.#stats,
+      healthy: this.healthy(),
+      pending: this.#pending.length,
+      file: this.#file,
+      head: this.#head ? { ...this.#head } : null,
+    };
+  }
+
+  /**
+   * Record one event. Resolves once the record is fsync'd; rejects with code
+   * AUDIT_UNAVAILABLE when it cannot be (the caller must then refuse the request), or
+   * AUDIT_BAD_RECORD for an event that is not an object of a known type.
+   */
+  append(event: AuditEvent): Promise<void> {
+    if (this.#closed) return Promise.reject(auditUnavailable('CLOSED', 'audit log is closed'));
+    if (!this.#healthy) {
+      this.#stats.rejected++;
+      if (this.#outage) this.#outage.failedRecords++;
+      return Promise.reject(
+        auditUnavailable(this.#stats.lastErrorKind ?? 'UNKNOWN', 'audit log unavailable'),
+      );
+    }
+    let body: Record<string, unknown>;
+    try {
+      body = sanitizeEvent(event);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return new Promise<void>((resolve, reject) => {
+      this.#pending.push({ body, resolve, reject });
+      this.#kick();
+    });
+  }
+
+  /** Write a checkpoint now (after anything already queued). */
+  async checkpoint(): Promise<void> {
+    await this.#serial(() => this.#commit([{ checkpoint: this.#signer, reason: 'request' }], true));
+  }
+
+  /**
+   * Switch to a new audit signing key. Writes a `key` record for it, a checkpoint by the
+   * old key over that record (the old key vouches for the new one), then a checkpoint
+   * by the new key. Rejects if the old key cannot sign that handover.
+   */
+  async rotateSigner(next: AuditSigner): Promise<void> {
+    await this.#serial(async () => {
+      const old = this.#signer;
+      await this.#commit(
+        [
+          { body: this.#keyBody('rotation', old.keyId, next) },
+          { checkpoint: old, reason: 'key-rotation' },
+          { checkpoint: next, reason: 'key-rotation' },
+        ],
+        true,
+        true,
+      );
+      this.#signer = next;
+    });
+  }
+
+  /** Write a `stop` record and a final checkpoint, then close the file. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    // Let queued appends reach the disk first.
+    while (this.#pending.length > 0 && this.#healthy) {
+      await this.#drainOnce();
+    }
+    this.#closed = true;
+    this.#stopTimers();
+    if (this.#healthy) {
+      try {
+        await this.#serial(() =>
+          this.#commit([{ body: { type: 'stop' } }, { checkpoint: this.#signer, reason: 'stop' }], true),
+        );
+      } catch (err) {
+        this.#log?.error({ audit: { kind: errorKind(err) } }, 'audit stop record not written');
+      }
+    }
+    this.#rejectPending(auditUnavailable('CLOSED', 'audit log is closed'));
+    const fd = this.#fd;
+    this.#fd = null;
+    if (fd !== null) await this.#inflight.then(() => this.#fs.close(fd)).catch(noop);
+  }
+
+  // --- batching -------------------------------------------------------------------
+
+  #kick(): void {
+    if (this.#scheduled || this.#draining) return;
+    this.#scheduled = true;
+    const run = (): void => {
+      this.#scheduled = false;
+      void this.#drain();
+    };
+    if (this.#o.groupCommitMaxDelayMs > 0) setTimeout(run, this.#o.groupCommitMaxDelayMs);
+    else setImmediate(run);
+  }
+
+  async #drain(): Promise<void> {
+    if (this.#draining) return;
+    this.#draining = true;
+    try {
+      while (this.#pending.length > 0 && this.#healthy) await this.#drainOnce();
+    } finally {
+      this.#draining = false;
+    }
+  }
+
+  async #drainOnce(): Promise<void> {
+    await this.#serial(async () => {
+      const batch = this.#pending.splice(0, this.#o.groupCommitMaxRecords);
+      if (batch.length === 0) return;
+      try {
+        await this.#commit(batch.map((p) => ({ body: p.body })));
+        for (const p of batch) p.resolve();
+      } catch (err) {
+        this.#stats.rejected += batch.length;
+        for (const p of batch) p.reject(err as Error);
+      }
+    }).catch(noop);
+  }
+
+  #serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#serialTail.then(fn, fn);
+    this.#serialTail = run.catch(noop);
+    return run;
+  }
+
+  // --- chain ----------------------------------------------------------------------
+
+  #keyBody(
+    reason: string,
+    previousKeyId: string | null,
+    signer: AuditSigner = this.#signer,
+  ): Record<string, unknown> {
+    return {
+      type: 'key',
+      keyId: signer.keyId,
+      alg: CHECKPOINT_ALG,
+      spki: signer.publicKeySpkiDer().toString('base64'),
+      reason,
+      previousKeyId,
+    };
+  }
+
+  /**
+   * Make `entries` durable as consecutive records, after any due rotation and
+   * checkpoint. Throws AUDIT_UNAVAILABLE (and enters the unhealthy state) on failure.
+   * `internal`: also runs while closing. `strictSign`: a checkpoint that cannot be
+   * signed fails the whole commit instead of being skipped.
+   */
+  async #commit(entries: Entry[], internal = false, strictSign = false): Promise<void> {
+    if (!this.#healthy && !this.#recovering)
+      throw auditUnavailable(this.#stats.lastErrorKind ?? 'UNKNOWN', 'audit log unavailable');
+    if (this.#closed && !internal) throw auditUnavailable('CLOSED', 'audit log is closed');
+    const now = this.#now().getTime();
+    if (this.#fd !== null && this.#fileBytes > 0) {
+      const big = this.#fileBytes >= this.#o.maxFileBytes;
+      const old = now - this.#fileOpenedAt >= this.#o.maxFileAgeMs;
+      if (big || old) await this.#rotate();
+    }
+    const all: Entry[] = [];
+    const timeDue =
+      this.#recordsSinceCheckpoint > 0 && now - this.#lastCheckpointAt >= this.#o.checkpointEveryMs;
+    if ((this.#checkpointDue || timeDue) && !entries.some((e) => 'checkpoint' in e)) {
+      all.push({ checkpoint: this.#signer, reason: this.#checkpointDue ? 'count' : 'interval' });
+    }
+    all.push(...entries);
+    if (all.length === 0) return;
+    const records = await this.#build(all, strictSign);
+    await this.#writeRecords(records);
+  }
+
+  async #build(entries: Entry[], strictSign: boolean): Promise<AuditRecord[]> {
+    const out: AuditRecord[] = [];
+    let seq = this.#head ? this.#head.seq : -1;
+    let prev = this.#head ? this.#head.hash : GENESIS_PREV;
+    for (const e of entries) {
+      let body: Record<string, unknown>;
+      if ('checkpoint' in e) {
+        if (seq < 0) continue; // nothing to cover yet
+        try {
+          const sig = await e.checkpoint.sign(checkpointDigest(e.checkpoint.keyId, seq, prev));
+          body = {
+            type: 'checkpoint',
+            keyId: e.checkpoint.keyId,
+            head: { seq, hash: prev },
+            reason: e.reason,
+            sig: sig.toString('base64'),
+          };
+        } catch (err) {
+          this.#stats.checkpointFailures++;
+          this.#log?.warn(
+            { audit: { keyId: e.checkpoint.keyId, kind: errorKind(err) } },
+            'audit checkpoint not signed',
+          );
+          if (strictSign) throw auditUnavailable('SIGNER', 'audit signing key failed');
+          continue;
+        }
+      } else {
+        body = e.body;
+      }
+      const rec = { ...body, seq: seq + 1, ts: this.#now().toISOString(), prev } as AuditRecord;
+      rec.hash = recordHash(rec);
+      seq = rec.seq;
+      prev = rec.hash;
+      out.push(rec);
+    }
+    return out;
+  }
+
+  /** Seal the current file with a `rotate` record and a checkpoint; the next write opens a new file. */
+  async #rotate(): Promise<void> {
+    const nextSeq = this.#head!.seq + 2 + 1; // rotate, checkpoint, then the next record
+    const nextFile = auditFileName(nextSeq, this.#now());
+    const records = await this.#build(
+      [{ body: { type: 'rotate', nextFile } }, { checkpoint: this.#signer, reason: 'rotate' }],
+      false,
+    );
+    if (records.length === 1) {
+      // The checkpoint could not be signed: the next record follows the rotate record.
+      records[0]!.nextFile = auditFileName(records[0]!.seq + 1, this.#now());
+      records[0]!.hash = recordHash(records[0]!);
+    }
+    await this.#writeRecords(records);
+    const fd = this.#fd;
+    this.#fd = null;
+    this.#nextFileName = records[0]!.nextFile as string;
+    this.#stats.rotations++;
+    if (fd !== null) await this.#fs.close(fd).catch(noop);
+  }
+
+  #nextFileName: string | null = null;
+  /** True while the probe writes its resume marker: #commit may run though unhealthy. */
+  #recovering = false;
+
+  async #writeRecords(records: AuditRecord[]): Promise<void> {
+    if (records.length === 0) return;
+    const buf = Buffer.from(records.map((r) => canonicalJson(r) + '\n').join(''), 'utf8');
+    const started = performance.now();
+    let createdName: string | null = null;
+    try {
+      await this.#timed(async () => {
+        if (this.#fd === null) {
+          let name = this.#nextFileName ?? auditFileName(records[0]!.seq, this.#now());
+          for (let attempt = 1; ; attempt++) {
+            try {
+              this.#fd = await this.#fs.openAppend(join(this.#dir, name), true);
+              break;
+            } catch (err) {
+              // Never append to a file we did not create: pick the next free name.
+              if ((err as { code?: string }).code !== 'EEXIST' || attempt > 100) throw err;
+              name = auditFileName(records[0]!.seq, this.#now(), attempt);
+            }
+          }
+          createdName = name;
+          this.#fileBytes = 0;
+          this.#fileOpenedAt = this.#now().getTime();
+          await this.#fs.fsyncDir(this.#dir);
+        }
+        const fd = this.#fd;
+        let off = 0;
+        while (off < buf.length) {
+          const n = await this.#fs.write(fd, buf, off, buf.length - off);
+          if (n <= 0) throw Object.assign(new Error('short write'), { code: 'EIO' });
+          off += n;
+        }
+        await this.#fs.fsync(fd);
+      });
+    } catch (err) {
+      this.#fail(err, records.filter((r) => CALLER_TYPES.has(r.type)).length);
+      throw auditUnavailable(errorKind(err), `audit write failed (${errorKind(err)})`);
+    }
+    if (createdName !== null) {
+      this.#file = createdName;
+      this.#nextFileName = null;
+    }
+    const latency = performance.now() - started;
+    const last = records[records.length - 1]!;
+    this.#head = { seq: last.seq, hash: last.hash };
+    this.#lastAcked = { file: this.#file!, seq: last.seq, hash: last.hash };
+    this.#fileBytes += buf.length;
+    const s = this.#stats;
+    s.records += records.length;
+    s.batches++;
+    s.fsyncs++;
+    s.lastBatchSize = records.length;
+    s.maxBatchSize = Math.max(s.maxBatchSize, records.length);
+    s.lastWriteLatencyMs = latency;
+    s.maxWriteLatencyMs = Math.max(s.maxWriteLatencyMs, latency);
+    s.totalWriteLatencyMs += latency;
+    for (const r of records) {
+      if (r.type === 'checkpoint') {
+        s.checkpoints++;
+        this.#recordsSinceCheckpoint = 0;
+        this.#checkpointDue = false;
+        this.#lastCheckpointAt = this.#now().getTime();
+        // The external anchor: head and signature go to the operational stream.
+        this.#log?.info(
+          { audit: { checkpoint: { seq: r.seq, hash: r.hash, head: r.head, keyId: r.keyId, sig: r.sig } } },
+          'audit checkpoint',
+        );
+      } else {
+        this.#recordsSinceCheckpoint++;
+      }
+    }
+    if (this.#recordsSinceCheckpoint >= this.#o.checkpointEveryRecords) {
+      this.#checkpointDue = true;
+      this.#kickMaintenance();
+    }
+    const info = { records: records.length, latencyMs: latency };
+    this.#opts.onBatch?.(info);
+    this.emit('batch', info);
+  }
+
+  /** Run file-system work under the write timeout; remember it so recovery can wait for it to settle. */
+  async #timed<T>(fn: () => Promise<T>): Promise<T> {
+    const op = fn();
+    this.#inflightSettled = false;
+    this.#inflight = op.then(
+      () => {
+        this.#inflightSettled = true;
+      },
+      () => {
+        this.#inflightSettled = true;
+      },
+    );
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            auditUnavailable('TIMEOUT', `audit write did not finish within ${this.#o.writeTimeoutMs} ms`),
+          ),
+        this.#o.writeTimeoutMs,
+      );
+    });
+    try {
+      return await Promise.race([op, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  // --- failure and recovery -------------------------------------------------------
+
+  #fail(err: unknown, failedRecords: number): void {
+    const kind = errorKind(err);
+    const s = this.#stats;
+    s.failures++;
+    s.lastErrorKind = kind;
+    s.lastErrorAt = this.#now().toISOString();
+    const fd = this.#fd;
+    this.#fd = null;
+    this.#nextFileName = null;
+    // The file is abandoned: close it only once the call that failed or hung has settled.
+    if (fd !== null) void this.#inflight.then(() => this.#fs.close(fd)).catch(noop);
+    if (this.#outage) {
+      this.#outage.failedRecords += failedRecords;
+    } else {
+      this.#outage = { since: s.lastErrorAt, kind, failedRecords };
+    }
+    const wasHealthy = this.#healthy;
+    this.#healthy = false;
+    if (wasHealthy) {
+      this.#log?.error({ audit: { kind } }, 'audit log unavailable: refusing requests');
+      this.#opts.onHealthChange?.(false, kind);
+      this.emit('health', false, kind);
+    }
+    // Everything still queued behind this batch fails too: nothing is acknowledged
+    // until a resume marker is durable.
+    queueMicrotask(() => this.#rejectPending(auditUnavailable(kind, `audit log unavailable (${kind})`)));
+    this.#scheduleProbe();
+  }
+
+  #rejectPending(err: AuditError): void {
+    const pending = this.#pending.splice(0);
+    if (pending.length > 0 && this.#outage) this.#outage.failedRecords += pending.length;
+    this.#stats.rejected += pending.length;
+    for (const p of pending) p.reject(err);
+  }
+
+  #scheduleProbe(): void {
+    if (this.#probeTimer || this.#closed) return;
+    this.#probeTimer = setTimeout(() => {
+      this.#probeTimer = null;
+      void this.#probe();
+    }, this.#o.probeIntervalMs);
+    this.#probeTimer.unref();
+  }
+
+  async #probe(): Promise<void> {
+    if (this.#closed || this.#healthy) return;
+    if (!this.#inflightSettled) {
+      this.#scheduleProbe();
+      return;
+    }
+    try {
+      await this.#serial(() => this.#recover());
+    } catch (err) {
+      const kind = errorKind(err);
+      this.#stats.lastErrorKind = kind;
+      this.#log?.warn({ audit: { kind } }, 'audit log still unavailable');
+      this.#scheduleProbe();
+    }
+  }
+
+  async #recover(): Promise<void> {
+    const disk = await this.#timed(() => findDiskHead(this.#dir, this.#fs));
+    const acked = this.#lastAcked;
+    if (acked) {
+      // Acknowledged records must still be there: never continue from an older point.
+      const p = disk.point;
+      if (!p || p.seq < acked.seq || (p.seq === acked.seq && p.hash !== acked.hash)) {
+        throw auditUnavailable('HEAD_REGRESSED', 'acknowledged audit records are missing from disk');
+      }
+    }
+    this.#head = disk.point ? { seq: disk.point.seq, hash: disk.point.hash } : null;
+    const outage = this.#outage;
+    this.#recovering = true;
+    try {
+      await this.#commit(
+        [
+          { body: { type: 'resume', from: disk.point, torn: disk.torn, lastAcked: acked, outage } },
+          { checkpoint: this.#signer, reason: 'resume' },
+        ],
+        true,
+      );
+    } finally {
+      this.#recovering = false;
+    }
+    this.#healthy = true;
+    this.#outage = null;
+    this.#stats.recoveries++;
+    this.#log?.info({ audit: { after: outage } }, 'audit log available again');
+    this.#opts.onHealthChange?.(true, null);
+    this.emit('health', true, null);
+    if (this.#pending.length > 0) this.#kick();
+  }
+
+  // --- timers ---------------------------------------------------------------------
+
+  #startMaintenance(): void {
+    const every = Math.max(20, Math.min(this.#o.checkpointEveryMs, this.#o.maxFileAgeMs, 5000) / 2);
+    this.#maintenanceTimer = setInterval(() => {
+      if (!this.#healthy || this.#closed) return;
+      const now = this.#now().getTime();
+      const ckDue =
+        this.#recordsSinceCheckpoint > 0 && now - this.#lastCheckpointAt >= this.#o.checkpointEveryMs;
+      const rotDue =
+        this.#fd !== null && this.#fileBytes > 0 && now - this.#fileOpenedAt >= this.#o.maxFileAgeMs;
+      if (ckDue || rotDue) this.#kickMaintenance();
+    }, every);
+    this.#maintenanceTimer.unref();
+  }
+
+  #kickMaintenance(): void {
+    void this.#serial(() => this.#commit([])).catch(noop);
+  }
+
+  #stopTimers(): void {
+    if (this.#maintenanceTimer) clearInterval(this.#maintenanceTimer);
+    if (this.#probeTimer) clearTimeout(this.#probeTimer);
+    this.#maintenanceTimer = null;
+    this.#probeTimer = null;
+  }
+}
