@@ -125,6 +125,8 @@ export async function verifyAuditDir(dir: string, opts: VerifyOptions = {}): Pro
   const keys = new Map<string, KeyObject>();
   const trusted = opts.trustedKeys ? new Set(opts.trustedKeys.map((k) => keyIdForSpki(k))) : null;
   const names = new Set<string>();
+  let sawKeyRecord = false;
+  for (const spki of opts.trustedKeys ?? []) keys.set(keyIdForSpki(spki), publicKeyFromSpki(spki));
   const anchors = new Map((opts.anchors ?? []).map((a) => [a.seq, a.hash]));
   const fail = (
     file: string | null,
@@ -199,7 +201,7 @@ export async function verifyAuditDir(dir: string, opts: VerifyOptions = {}): Pro
           fail(f.name, line, rec.seq, 'modified', 'record does not match its hash');
 
         if (i === 0) {
-          checkBoundary(f.name, rec, prevEnd, openTorn);
+          checkBoundary(f.name, rec, prevEnd, openTorn, (seq) => recs.some((x) => x?.seq === seq));
           openTorn = null;
           if (rec.seq !== f.startSeq)
             fail(
@@ -285,7 +287,14 @@ export async function verifyAuditDir(dir: string, opts: VerifyOptions = {}): Pro
     r: AuditRecord,
     prev: FileEnd | null,
     openTorn: TornTail | null,
+    fileHas: (seq: number) => boolean,
   ): void {
+    const gap = (): never => {
+      const expected = prev!.last.seq + 1;
+      return fileHas(expected)
+        ? fail(name, 1, r.seq, 'reordered', `seq ${expected} appears later`)
+        : fail(name, 1, r.seq, 'deleted', `seq ${expected}..${r.seq - 1} missing`);
+    };
     const isMarker = MARKERS.has(r.type);
     if (!prev) {
       if (openTorn) fail(openTorn.file, null, null, 'torn-line', 'partial line not declared by any marker');
@@ -350,8 +359,7 @@ export async function verifyAuditDir(dir: string, opts: VerifyOptions = {}): Pro
             `${prev.name} rotated to ${next}, found ${name}`,
           );
         }
-        if (r.seq !== last.seq + 1)
-          fail(name, 1, r.seq, 'deleted', `seq ${last.seq + 1}..${r.seq - 1} missing`);
+        if (r.seq !== last.seq + 1) gap();
       } else if (seal.type === 'stop') {
         fail(
           name,
@@ -370,7 +378,7 @@ export async function verifyAuditDir(dir: string, opts: VerifyOptions = {}): Pro
         );
       }
     }
-    if (r.seq !== last.seq + 1) fail(name, 1, r.seq, 'deleted', `seq ${last.seq + 1}..${r.seq - 1} missing`);
+    if (r.seq !== last.seq + 1) gap();
     if (r.prev !== last.hash)
       fail(name, 1, r.seq, 'modified', 'prev does not match the end of the previous file');
   }
@@ -390,11 +398,19 @@ export async function verifyAuditDir(dir: string, opts: VerifyOptions = {}): Pro
       if (trusted && !trusted.has(r.keyId as string))
         fail(name, line, r.seq, 'untrusted-key', `audit key ${String(r.keyId)} is not trusted`);
       keys.set(r.keyId as string, key);
+      sawKeyRecord = true;
     } else if (r.type === 'checkpoint') {
       const head = r.head as { seq?: unknown; hash?: unknown } | undefined;
       if (!head || head.seq !== r.seq - 1 || head.hash !== r.prev)
         fail(name, line, r.seq, 'modified', 'checkpoint head is not the previous record');
       const key = keys.get(String(r.keyId));
+      if (!key && opts.allowPrunedHead && !sawKeyRecord) {
+        // The key record went with the pruned files; pass `trustedKeys` to check these.
+        report.warnings.push(
+          `seq ${r.seq}: checkpoint by ${String(r.keyId)} not checked (key record pruned)`,
+        );
+        return;
+      }
       if (!key)
         fail(name, line, r.seq, 'bad-signature', `checkpoint signed by unknown key ${String(r.keyId)}`);
       const sig = Buffer.from(typeof r.sig === 'string' ? r.sig : '', 'base64');
