@@ -8,6 +8,7 @@ import { recordHash, canonicalJson } from '../../src/audit/canonical.js';
 import type { AuditRecord, RequestEvent } from '../../src/audit/record.js';
 import { SoftwareAuditSigner } from '../../src/audit/software-signer.js';
 import { AuditWriter, type AuditWriterOptions } from '../../src/audit/writer.js';
+import { nodeAuditFs, type AuditFs } from '../../src/audit/audit-fs.js';
 
 export const signer = new SoftwareAuditSigner();
 
@@ -81,5 +82,52 @@ export function rehashChain(dir: string): void {
       return canonicalJson(r);
     });
     writeLines(dir, f, lines);
+  }
+}
+
+/**
+ * A file system that behaves like node's until told to fail: an errno on write or fsync,
+ * a short write followed by an error, or an fsync that never returns until released.
+ */
+export class FaultyFs implements AuditFs {
+  writeError: string | null = null;
+  fsyncError: string | null = null;
+  /** Write this many bytes of the next write, then fail the rest with EIO. */
+  shortWrite: number | null = null;
+  hangFsync = false;
+  fsyncDelayMs = 0;
+  fsyncs = 0;
+  #released: (() => void)[] = [];
+
+  release(): void {
+    for (const r of this.#released.splice(0)) r();
+  }
+
+  mkdir = nodeAuditFs.mkdir;
+  readdir = nodeAuditFs.readdir;
+  stat = nodeAuditFs.stat;
+  openAppend = nodeAuditFs.openAppend;
+  openRead = nodeAuditFs.openRead;
+  read = nodeAuditFs.read;
+  close = nodeAuditFs.close;
+  fsyncDir = nodeAuditFs.fsyncDir;
+
+  async write(fd: number, buf: Buffer, offset: number, length: number): Promise<number> {
+    if (this.writeError) throw Object.assign(new Error('injected'), { code: this.writeError });
+    if (this.shortWrite !== null) {
+      const n = Math.min(this.shortWrite, length);
+      this.shortWrite = null;
+      this.writeError = 'EIO';
+      return nodeAuditFs.write(fd, buf, offset, n);
+    }
+    return nodeAuditFs.write(fd, buf, offset, length);
+  }
+
+  async fsync(fd: number): Promise<void> {
+    this.fsyncs++;
+    if (this.fsyncError) throw Object.assign(new Error('injected'), { code: this.fsyncError });
+    if (this.hangFsync) await new Promise<void>((resolve) => this.#released.push(resolve));
+    if (this.fsyncDelayMs > 0) await new Promise((r) => setTimeout(r, this.fsyncDelayMs));
+    return nodeAuditFs.fsync(fd);
   }
 }
