@@ -98,7 +98,7 @@ else
 fi
 if [ -n "$reason" ]; then
   say "native: node-gyp rebuild ($reason)"
-  npx --no-install node-gyp rebuild >&2 || fail native "node-gyp rebuild failed"
+  npx --no-install node-gyp rebuild --loglevel=warn >&2 || fail native "node-gyp rebuild failed"
   [ -e "$addon" ] || fail native "build finished but $addon is missing"
 fi
 
@@ -106,8 +106,12 @@ fi
 # tsc only rewrites files, so the dist/ directory's own mtime says nothing:
 # a stamp written after a successful compile marks the build instead.
 ts_stamp=dist/.ensure-stamp
+# The stamp holds the number of .ts files, so a deleted source also triggers a build.
+ts_count=$(find src test bench -type f -name '*.ts' 2>/dev/null | wc -l | tr -d ' ')
 if [ ! -e "$ts_stamp" ]; then
-  reason="no dist/"
+  reason="no successful build recorded in dist/"
+elif [ "$(cat "$ts_stamp")" != "$ts_count" ]; then
+  reason="set of .ts files changed"
 else
   reason=""
   [ ! tsconfig.json -nt "$ts_stamp" ] || reason=tsconfig.json
@@ -122,9 +126,11 @@ else
 fi
 if [ -n "$reason" ]; then
   say "ts: tsc -p tsconfig.json ($reason)"
-  # Stamp the start time, so a file edited while tsc runs is rebuilt next time.
+  # tsc emits even when it reports errors, so dist/ is unknown until it succeeds.
+  # The new stamp takes the start time: a file edited while tsc runs is rebuilt next time.
   mkdir -p dist
-  touch "$ts_stamp.new"
+  rm -f "$ts_stamp"
+  printf '%s\n' "$ts_count" >"$ts_stamp.new"
   npx --no-install tsc -p tsconfig.json >&2 || fail ts "tsc reported errors"
   mv "$ts_stamp.new" "$ts_stamp"
 fi
