@@ -310,6 +310,7 @@ export function fromHsmError(err: HsmError, opHint?: HsmOpHint): HyokError {
   const op = opHint ?? err.op;
   const code = err.code;
   if (code === HyokdHsmCodes.QUEUE_FULL) return new HyokError('QUEUE_FULL', { cause: err });
+  if (code === 'HYOKD_DEADLINE_EXCEEDED') return new HyokError('DEADLINE_EXCEEDED', { cause: err });
   if (code === HyokdHsmCodes.UNAVAILABLE || code === HyokdHsmCodes.CLOSED || err.retriable) {
     return new HyokError('HSM_UNAVAILABLE', { cause: err });
   }

@@ -44,6 +44,7 @@ import type {
   OpName,
   OpOf,
   OpValues,
+  SubmitOptions,
   TokenInfo,
 } from './types.js';
 
@@ -222,6 +223,8 @@ export interface FakeBackendOptions {
 
 interface Job {
   op: Op;
+  /** Epoch ms after which the job may no longer start (HYOKD_DEADLINE_EXCEEDED). */
+  deadline: number | undefined;
   resolve: (v: unknown) => void;
   reject: (e: HsmError) => void;
 }
@@ -358,7 +361,7 @@ export class FakeHsmBackend implements HsmBackend {
     return { ...this.caps };
   }
 
-  run<N extends OpName>(op: OpOf<N>): Promise<OpValues[N]> {
+  run<N extends OpName>(op: OpOf<N>, opts?: SubmitOptions): Promise<OpValues[N]> {
     if (this.currentState === 'closed') {
       return Promise.reject(this.count(fail(HyokdHsmCodes.CLOSED, op.op, 'backend is closed', false)));
     }
@@ -368,10 +371,10 @@ export class FakeHsmBackend implements HsmBackend {
         this.count(fail(HyokdHsmCodes.QUEUE_FULL, op.op, 'submission queue is full', true)),
       );
     }
-    return this.enqueue(op) as Promise<OpValues[N]>;
+    return this.enqueue(op, opts) as Promise<OpValues[N]>;
   }
 
-  async batch(ops: Op[]): Promise<ItemResult[]> {
+  async batch(ops: Op[], opts?: SubmitOptions): Promise<ItemResult[]> {
     if (this.currentState === 'closed')
       throw this.count(fail(HyokdHsmCodes.CLOSED, undefined, 'backend is closed', false));
     if (this.waiting.length + ops.length > this.capacity) {
@@ -380,7 +383,7 @@ export class FakeHsmBackend implements HsmBackend {
     }
     return Promise.all(
       ops.map((op) =>
-        this.enqueue(op).then(
+        this.enqueue(op, opts).then(
           (v) => ({ ok: true, ...(v as object) }) as ItemResult,
           (error: HsmError) => ({ ok: false, error }) as ItemResult,
         ),
@@ -432,9 +435,10 @@ export class FakeHsmBackend implements HsmBackend {
     return e;
   }
 
-  private enqueue(op: Op): Promise<unknown> {
+  private enqueue(op: Op, opts?: SubmitOptions): Promise<unknown> {
+    const deadline = opts?.timeoutMs === undefined ? undefined : Date.now() + opts.timeoutMs;
     return new Promise((resolve, reject) => {
-      this.waiting.push({ op, resolve, reject });
+      this.waiting.push({ op, deadline, resolve, reject });
       this.pump();
     });
   }
@@ -445,7 +449,18 @@ export class FakeHsmBackend implements HsmBackend {
       this.busy++;
       // Run on a later turn, as a real backend completes on another thread.
       setImmediate(() => {
-        this.execute(job.op)
+        const started =
+          job.deadline !== undefined && Date.now() > job.deadline
+            ? Promise.reject(
+                fail(
+                  'HYOKD_DEADLINE_EXCEEDED',
+                  job.op.op,
+                  'the deadline passed before the HSM step started',
+                  false,
+                ),
+              )
+            : this.execute(job.op);
+        started
           .then(
             (v) => {
               this.stats.ops[job.op.op] = (this.stats.ops[job.op.op] ?? 0) + 1;
@@ -479,7 +494,7 @@ export class FakeHsmBackend implements HsmBackend {
   // --- objects ---
 
   private cacheKey(ref: KeyRef): string {
-    return ref.cls + ':' + ref.id.toString('hex');
+    return (ref.token === false ? 'S:' : 'T:') + ref.cls + ':' + ref.id.toString('hex');
   }
 
   private resolve(ref: KeyRef, op: string): FakeObject {
@@ -487,18 +502,22 @@ export class FakeHsmBackend implements HsmBackend {
     const cached = this.handleCache.get(k);
     if (cached !== undefined) {
       const o = this.objects.get(cached);
-      if (o && o.cls === ref.cls && o.id.equals(ref.id)) return o;
+      if (o && this.matches(o, ref)) return o;
       this.handleCache.delete(k); // stale: re-resolve once
     }
     this.stats.handleResolves++;
-    let found: FakeObject | undefined;
-    for (const o of this.objects.values()) {
-      if (o.cls !== ref.cls || !o.id.equals(ref.id)) continue;
-      if (!found || (o.token && !found.token)) found = o; // prefer the token object
-    }
-    if (!found) throw fail(HyokdHsmCodes.KEY_NOT_FOUND, op, 'no key with this id and class on the token');
+    const hits = [...this.objects.values()].filter((o) => this.matches(o, ref));
+    if (hits.length === 0)
+      throw fail(HyokdHsmCodes.KEY_NOT_FOUND, op, 'no key with this id and class on the token');
+    if (hits.length > 1) throw fail('HYOKD_KEY_AMBIGUOUS', op, 'more than one key has that id and class');
+    const found = hits[0]!;
     this.handleCache.set(k, found.handle);
     return found;
+  }
+
+  /** Like the native resolver: class, id, and CKA_TOKEN (a KeyRef means a token object unless `token: false`). */
+  private matches(o: FakeObject, ref: KeyRef): boolean {
+    return o.cls === ref.cls && o.token === (ref.token ?? true) && o.id.equals(ref.id);
   }
 
   private byHandle(handle: number, op: string): FakeObject {

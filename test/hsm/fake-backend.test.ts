@@ -8,7 +8,7 @@ import { hsmConformance, isDecryptFailure } from './conformance.js';
 const spec = (usage: ObjectSpec['usage'], extra: Partial<ObjectSpec> = {}): ObjectSpec => ({
   id: randomBytes(8),
   label: 'k-' + randomBytes(4).toString('hex'),
-  token: false,
+  token: true,
   usage,
   ...extra,
 });
@@ -262,4 +262,57 @@ t.test('close drains, then refuses', async (t) => {
   t.equal(await codeOf(hsm.batch([{ op: 'random', length: 1 }])), 'HYOKD_CLOSED');
   await hsm.close();
   t.pass('close is idempotent');
+});
+
+t.test('KeyRef.token selects token or session objects; duplicates are ambiguous', async (t) => {
+  const hsm = new FakeHsmBackend();
+  t.teardown(() => hsm.close());
+  const id = randomBytes(8);
+  await hsm.run({
+    op: 'generateKey',
+    keyBits: 256,
+    spec: { id, label: 's', token: false, usage: { encrypt: true } },
+  });
+  t.equal(
+    await codeOf(hsm.run({ op: 'encrypt', key: { id, cls: 'secret' }, plaintext: Buffer.from('x') })),
+    'HYOKD_KEY_NOT_FOUND',
+    'default: token objects only',
+  );
+  const e = await hsm.run({
+    op: 'encrypt',
+    key: { id, cls: 'secret', token: false },
+    plaintext: Buffer.from('x'),
+  });
+  t.equal(e.ciphertext.length, 17, 'token: false finds the session object');
+  await hsm.run({
+    op: 'generateKey',
+    keyBits: 256,
+    spec: { id, label: 's2', token: false, usage: { encrypt: true } },
+  });
+  await hsm.evictKey({ id, cls: 'secret', token: false });
+  t.equal(
+    await codeOf(
+      hsm.run({ op: 'encrypt', key: { id, cls: 'secret', token: false }, plaintext: Buffer.from('x') }),
+    ),
+    'HYOKD_KEY_AMBIGUOUS',
+    'two keys with one id and class',
+  );
+  const before = hsm.counters().handleResolves;
+  t.ok(before >= 3, 'resolves are counted');
+});
+
+t.test('timeoutMs: items not started in time fail with HYOKD_DEADLINE_EXCEEDED', async (t) => {
+  const hsm = new FakeHsmBackend({ workers: 1 });
+  t.teardown(() => hsm.close());
+  hsm.pause();
+  const late = hsm.run({ op: 'random', length: 1 }, { timeoutMs: 5 });
+  const batch = hsm.batch([{ op: 'random', length: 1 }], { timeoutMs: 5 });
+  const patient = hsm.run({ op: 'random', length: 2 });
+  await new Promise((r) => setTimeout(r, 30));
+  hsm.resume();
+  t.equal(await codeOf(late), 'HYOKD_DEADLINE_EXCEEDED');
+  const [item] = await batch;
+  t.equal(item && !item.ok ? item.error.code : 'ok', 'HYOKD_DEADLINE_EXCEEDED', 'per item in a batch');
+  t.equal((await patient).bytes.length, 2, 'no timeout, no failure');
+  t.equal((await hsm.run({ op: 'random', length: 3 }, { timeoutMs: 1000 })).bytes.length, 3, 'in time');
 });
