@@ -37,13 +37,17 @@ function origin(path: readonly PropertyKey[], ctx: IssueContext): string {
   return ctx.file !== null ? ` (in ${ctx.file})` : '';
 }
 
-function hint(path: readonly PropertyKey[]): string {
+function hint(path: readonly PropertyKey[], ctx: IssueContext): string {
   const description = schemaAt(configSchema, path)?.description;
+  if (description === undefined) return '';
+  const env = ctx.fromEnv.get(dotted(path));
   const where =
-    path.length > 0 && path.every((p) => typeof p === 'string')
-      ? `; set it in the config file or with ${envNameFor(path as string[])}`
-      : '';
-  return description === undefined ? '' : ` Expected: ${description}${where}.`;
+    env !== undefined
+      ? `; fix or unset ${env}`
+      : path.length > 0 && path.every((p) => typeof p === 'string')
+        ? `; set it in the config file or with ${envNameFor(path as string[])}`
+        : '';
+  return ` Expected: ${description}${where}.`;
 }
 
 /** Turns zod issues into ConfigError lines. */
@@ -71,7 +75,7 @@ export function describeIssues(issues: readonly z.core.$ZodIssue[], ctx: IssueCo
       out.push(`${name}: ${issue.message}${origin(path, ctx)}. Keep exactly one of them.`);
       continue;
     }
-    out.push(`${name}: ${issue.message}${origin(path, ctx)}.${hint(path)}`);
+    out.push(`${name}: ${issue.message}${origin(path, ctx)}.${hint(path, ctx)}`);
   }
   return out;
 }

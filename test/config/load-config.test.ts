@@ -224,6 +224,7 @@ t.test('bad types are named by dotted path with origin and a hint', async (t) =>
     envMsg,
     /server\.maxBatchItems: Too small.*\(from environment variable HYOKD_SERVER_MAX_BATCH_ITEMS\)/,
   );
+  t.match(envMsg, /a positive integer; fix or unset HYOKD_SERVER_MAX_BATCH_ITEMS\.$/);
 
   yamlFile(cwd, 'hsm: 5\n', 'scalar.yaml');
   const section = configError(t, () => loadConfig({ file: 'scalar.yaml', env: {}, cwd }));
