@@ -1,6 +1,7 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import t from 'tap';
-import { HyokError } from '../src/errors.js';
+import { HyokError, toHyokError } from '../src/errors.js';
+import { FakeHsmBackend } from '../src/hsm/fake-backend.js';
 import {
   MAX_CALLER_AAD_BYTES,
   MAX_ENVELOPE_BYTES,
@@ -267,4 +268,51 @@ t.test('random bytes never throw anything but MALFORMED_ENVELOPE', async (t) => 
   }
   t.equal(failures, 0, 'only MALFORMED_ENVELOPE');
   t.ok(decoded > 0, 'mutations of IV/tag/ciphertext still decode (they fail later in GCM)');
+});
+
+t.test('with an HSM backend: seal, open, and errors map to INVALID_CIPHERTEXT', async (t) => {
+  const hsm = new FakeHsmBackend();
+  t.teardown(() => hsm.close());
+  const key = { id: Buffer.from('kek-v1'), cls: 'secret' as const };
+  await hsm.run({
+    op: 'generateKey',
+    keyBits: 256,
+    spec: { id: key.id, label: 'k', usage: { encrypt: true, decrypt: true } },
+  });
+  const dek = randomBytes(32);
+  const header = encodeEnvelopeHeader({ keyName: 'orders', keyVersion: 1 });
+  const out = await hsm.run({
+    op: 'encrypt',
+    key,
+    plaintext: dek,
+    aad: envelopeAad(header, Buffer.from('ctx')),
+  });
+  const env = encodeEnvelope({
+    keyName: 'orders',
+    keyVersion: 1,
+    iv: out.iv,
+    ...splitGcmOutput(out.ciphertext),
+  });
+  const d = decodeEnvelope(env);
+  const back = await hsm.run({
+    op: 'decrypt',
+    key,
+    iv: d.iv,
+    ciphertext: gcmInput(d),
+    aad: envelopeAad(d.header, Buffer.from('ctx')),
+  });
+  t.same(back.plaintext, dek);
+  const moved = Buffer.from(env);
+  moved.writeUInt32BE(2, 7 + 'orders'.length); // claim version 2, same bytes otherwise
+  const m = decodeEnvelope(moved);
+  const err = await hsm
+    .run({
+      op: 'decrypt',
+      key,
+      iv: m.iv,
+      ciphertext: gcmInput(m),
+      aad: envelopeAad(m.header, Buffer.from('ctx')),
+    })
+    .catch((e: unknown) => e);
+  t.equal(toHyokError(err, 'decrypt').code, 'INVALID_CIPHERTEXT', 'a relabelled envelope does not open');
 });
