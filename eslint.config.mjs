@@ -1,14 +1,13 @@
 // Flat ESLint config: @eslint/js and typescript-eslint recommended rule sets.
 // Generated and build output is ignored; formatting is prettier's job, not ESLint's.
 import js from '@eslint/js';
+import { defineConfig, globalIgnores } from 'eslint/config';
 import tseslint from 'typescript-eslint';
 
-export default tseslint.config(
-  {
-    ignores: ['dist/', 'build/', 'node_modules/', 'var/', '.tap/', 'coverage/', 'bench/out/'],
-  },
+export default defineConfig(
+  globalIgnores(['dist/', 'build/', 'node_modules/', 'var/', '.tap/', 'coverage/', 'bench/out/']),
   js.configs.recommended,
-  ...tseslint.configs.recommended,
+  tseslint.configs.recommended,
   {
     languageOptions: {
       ecmaVersion: 2022,
