@@ -70,7 +70,7 @@ if [ -n "$missing" ]; then
     # shellcheck disable=SC2086 # word splitting of the package list is intended
     apt-get install -y $packages >&2 || fail system "apt-get install failed"
   else
-    printf 'ensure: missing system prerequisites:%s\n' "$missing" >&2
+    printf 'ensure: FAILED at step "system": missing prerequisites:%s\n' "$missing" >&2
     printf 'ensure: install them with:\n' >&2
     printf '  sudo sh -c "apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y %s"\n' \
       "$packages" >&2
