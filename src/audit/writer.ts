@@ -254,8 +254,12 @@ export class AuditWriter extends EventEmitter {
       throw auditUnavailable(errorKind(err), `audit log cannot be opened (${errorKind(err)})`);
     }
     const last = disk.lastRecord;
+    // Clean: the previous run ended with its stop record (or there was none, and no torn line).
     const clean =
-      last !== null && (last.type === 'stop' || (last.type === 'checkpoint' && last.reason === 'stop'));
+      last === null
+        ? disk.torn === null
+        : disk.torn === null &&
+          (last.type === 'stop' || (last.type === 'checkpoint' && last.reason === 'stop'));
     this.#head = disk.point ? { seq: disk.point.seq, hash: disk.point.hash } : null;
     const info = this.#opts.startInfo ? sanitizeValue(this.#opts.startInfo) : undefined;
     await this.#serial(() =>
