@@ -23,6 +23,7 @@ export { SoftwareAuditSigner } from './software-signer.js';
 export { nodeAuditFs, type AuditFs } from './audit-fs.js';
 export {
   verifyAuditDir,
+  formatVerifyReport,
   type VerifyReport,
   type VerifyError,
   type VerifyErrorKind,

@@ -151,7 +151,9 @@ export async function verifyAuditDir(dir: string, opts: VerifyOptions = {}): Pro
         `cannot list the audit directory (${(err as { code?: string }).code ?? 'error'})`,
       );
     }
-    const { files, others } = listing;
+    const { files } = listing;
+    // A dedicated file system's lost+found is the only other entry tolerated.
+    const others = listing.others.filter((n) => n !== 'lost+found');
     if (others.length > 0) fail(others[0]!, null, null, 'foreign-file', `not an audit file: ${others[0]}`);
     for (const f of files) names.add(f.name);
 
@@ -420,4 +422,15 @@ export async function verifyAuditDir(dir: string, opts: VerifyOptions = {}): Pro
       report.checkpoints++;
     }
   }
+}
+
+/** One line for `hyokd audit verify`. */
+export function formatVerifyReport(r: VerifyReport): string {
+  const counts = `${r.records} records, ${r.files} files, ${r.checkpoints} checkpoints`;
+  if (r.ok) return `OK: ${counts}${r.head ? `, head #${r.head.seq} ${r.head.hash.slice(0, 16)}` : ''}`;
+  const e = r.firstError!;
+  const where = [e.file, e.line !== null ? `line ${e.line}` : null, e.seq !== null ? `seq ${e.seq}` : null]
+    .filter(Boolean)
+    .join(' ');
+  return `FAILED ${e.kind}${where ? ` at ${where}` : ''}: ${e.message} (${counts} checked)`;
 }

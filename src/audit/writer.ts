@@ -361,19 +361,23 @@ export class AuditWriter extends EventEmitter {
     }
     this.#closed = true;
     this.#stopTimers();
-    if (this.#healthy) {
-      try {
-        await this.#serial(() =>
-          this.#commit([{ body: { type: 'stop' } }, { checkpoint: this.#signer, reason: 'stop' }], true),
-        );
-      } catch (err) {
-        this.#log?.error({ audit: { kind: errorKind(err) } }, 'audit stop record not written');
+    // Behind any batch, checkpoint or recovery still running, so nothing opens a file after this.
+    await this.#serial(async () => {
+      if (this.#healthy) {
+        try {
+          await this.#commit(
+            [{ body: { type: 'stop' } }, { checkpoint: this.#signer, reason: 'stop' }],
+            true,
+          );
+        } catch (err) {
+          this.#log?.error({ audit: { kind: errorKind(err) } }, 'audit stop record not written');
+        }
       }
-    }
-    this.#rejectPending(auditUnavailable('CLOSED', 'audit log is closed'));
-    const fd = this.#fd;
-    this.#fd = null;
-    if (fd !== null) await this.#inflight.then(() => this.#fs.close(fd)).catch(noop);
+      this.#rejectPending(auditUnavailable('CLOSED', 'audit log is closed'));
+      const fd = this.#fd;
+      this.#fd = null;
+      if (fd !== null) await this.#inflight.then(() => this.#fs.close(fd)).catch(noop);
+    });
   }
 
   // --- batching -------------------------------------------------------------------
@@ -699,6 +703,7 @@ export class AuditWriter extends EventEmitter {
   }
 
   async #recover(): Promise<void> {
+    if (this.#closed) return;
     const disk = await this.#timed(() => findDiskHead(this.#dir, this.#fs));
     const acked = this.#lastAcked;
     if (acked) {

@@ -239,3 +239,20 @@ t.test('a failing signer skips checkpoints but never blocks records', async (t) 
     'a key rotation the old key cannot vouch for is refused',
   );
 });
+
+t.test('close while unhealthy resolves, refuses further appends, and writes nothing later', async (t) => {
+  const dir = tempDir(t);
+  const fs = new FaultyFs();
+  const w = await openWriter(dir, { fs, probeIntervalMs: 30 });
+  fs.writeError = 'ENOSPC';
+  await t.rejects(w.append(request(1)));
+  const filesBefore = auditFiles(dir);
+  await w.close();
+  fs.writeError = null;
+  await new Promise((r) => setTimeout(r, 120));
+  t.same(auditFiles(dir), filesBefore, 'no probe resumed after close');
+  t.equal(w.healthy(), false);
+  await t.rejects(w.append(request(2)), { code: 'AUDIT_UNAVAILABLE', kind: 'CLOSED' });
+  const report = await verifyAuditDir(dir);
+  t.ok(report.ok, JSON.stringify(report.firstError));
+});

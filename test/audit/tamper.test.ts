@@ -295,3 +295,16 @@ t.test('a missing or unreadable directory is reported, not thrown', async (t) =>
   t.notOk(r.ok);
   t.equal(r.firstError?.kind, 'unreadable');
 });
+
+t.test('lost+found (a dedicated file system) is tolerated; the report formats in one line', async (t) => {
+  const dir = await makeLog(t);
+  const { mkdirSync } = await import('node:fs');
+  const { formatVerifyReport } = await import('../../src/audit/verify.js');
+  mkdirSync(join(dir, 'lost+found'));
+  const ok = await verifyAuditDir(dir);
+  t.ok(ok.ok);
+  t.match(formatVerifyReport(ok), /^OK: \d+ records, \d+ files, \d+ checkpoints, head #\d+ [0-9a-f]{16}$/);
+  writeFileSync(join(dir, 'x.jsonl'), '');
+  const bad = await verifyAuditDir(dir);
+  t.match(formatVerifyReport(bad), /^FAILED foreign-file at x\.jsonl: /);
+});
