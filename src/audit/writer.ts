@@ -535,14 +535,19 @@ export class AuditWriter extends EventEmitter {
     if (records.length === 0) return;
     const buf = Buffer.from(records.map((r) => canonicalJson(r) + '\n').join(''), 'utf8');
     const started = performance.now();
+    // The timed work touches only locals: if it times out and finishes later, it must not
+    // install a descriptor or a file name into the writer's state.
+    let opened: number | null = null;
     let createdName: string | null = null;
+    let fd: number;
     try {
-      await this.#timed(async () => {
-        if (this.#fd === null) {
+      fd = await this.#timed(async () => {
+        let target = this.#fd;
+        if (target === null) {
           let name = this.#nextFileName ?? auditFileName(records[0]!.seq, this.#now());
           for (let attempt = 1; ; attempt++) {
             try {
-              this.#fd = await this.#fs.openAppend(join(this.#dir, name), true);
+              target = opened = await this.#fs.openAppend(join(this.#dir, name), true);
               break;
             } catch (err) {
               // Never append to a file we did not create: pick the next free name.
@@ -551,26 +556,29 @@ export class AuditWriter extends EventEmitter {
             }
           }
           createdName = name;
-          this.#fileBytes = 0;
-          this.#fileOpenedAt = this.#now().getTime();
           await this.#fs.fsyncDir(this.#dir);
         }
-        const fd = this.#fd;
         let off = 0;
         while (off < buf.length) {
-          const n = await this.#fs.write(fd, buf, off, buf.length - off);
+          const n = await this.#fs.write(target, buf, off, buf.length - off);
           if (n <= 0) throw Object.assign(new Error('short write'), { code: 'EIO' });
           off += n;
         }
-        await this.#fs.fsync(fd);
+        await this.#fs.fsync(target);
+        return target;
       });
     } catch (err) {
+      // A file this batch created is abandoned too; close it once the work has settled.
+      void this.#inflight.then(() => (opened !== null ? this.#fs.close(opened) : undefined)).catch(noop);
       this.#fail(err, records.filter((r) => CALLER_TYPES.has(r.type)).length);
       throw auditUnavailable(errorKind(err), `audit write failed (${errorKind(err)})`);
     }
     if (createdName !== null) {
+      this.#fd = fd;
       this.#file = createdName;
       this.#nextFileName = null;
+      this.#fileBytes = 0;
+      this.#fileOpenedAt = this.#now().getTime();
     }
     const latency = performance.now() - started;
     const last = records[records.length - 1]!;

@@ -256,3 +256,26 @@ t.test('close while unhealthy resolves, refuses further appends, and writes noth
   const report = await verifyAuditDir(dir);
   t.ok(report.ok, JSON.stringify(report.firstError));
 });
+
+t.test('a hung open of a new file that completes late does not leak into the writer', async (t) => {
+  const dir = tempDir(t);
+  const fs = new FaultyFs();
+  const w = await openWriter(dir, { fs, maxFileBytes: 1, writeTimeoutMs: 100, probeIntervalMs: 20 });
+  await w.append(request(1));
+  fs.hangOpen = true;
+  await t.rejects(w.append(request(2)), { code: 'AUDIT_UNAVAILABLE', kind: 'TIMEOUT' });
+  fs.hangOpen = false;
+  fs.release(); // the open finishes now, and the abandoned batch lands in its file
+  await waitHealthy(w);
+  await w.append(request(3));
+  await w.close();
+  const recs = readRecords(dir);
+  const resume = recs.find((r) => r.type === 'resume')!;
+  const late = recs.find((r) => r.requestId === 'req-2');
+  t.ok(late, 'the late batch is on disk (never acknowledged)');
+  t.equal((resume.from as { seq: number }).seq, late!.seq, 'the resume marker continues after it');
+  t.ok((resume.lastAcked as { seq: number }).seq < late!.seq);
+  const report = await verifyAuditDir(dir);
+  t.ok(report.ok, JSON.stringify(report.firstError));
+  t.ok(recs.some((r) => r.requestId === 'req-3'));
+});

@@ -106,7 +106,11 @@ export class FaultyFs implements AuditFs {
   mkdir = nodeAuditFs.mkdir;
   readdir = nodeAuditFs.readdir;
   stat = nodeAuditFs.stat;
-  openAppend = nodeAuditFs.openAppend;
+  hangOpen = false;
+  async openAppend(path: string, exclusive: boolean): Promise<number> {
+    if (this.hangOpen) await new Promise<void>((resolve) => this.#released.push(resolve));
+    return nodeAuditFs.openAppend(path, exclusive);
+  }
   openRead = nodeAuditFs.openRead;
   read = nodeAuditFs.read;
   close = nodeAuditFs.close;
