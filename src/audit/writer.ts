@@ -65,11 +65,11 @@ export interface AuditOpLogger {
 export interface AuditWriterOptions {
   dir: string;
   signer: AuditSigner;
-  /** Rotate when the current file reaches this size. Default 64 MiB. */
+  /** Rotate when the current file reaches this size (checked between batches, so a file may exceed it by one batch). Default 64 MiB. */
   maxFileBytes?: number;
   /** Rotate when the current file is this old. Default 24 h. */
   maxFileAgeMs?: number;
-  /** Checkpoint after this many records. Default 10000. */
+  /** Checkpoint at the first batch boundary after this many records. Default 10000. */
   checkpointEveryRecords?: number;
   /** Checkpoint at least this often while records arrive. Default 60 s. */
   checkpointEveryMs?: number;

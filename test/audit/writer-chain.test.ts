@@ -120,7 +120,9 @@ t.test('a file whose only content is a partial line is skipped and declared', as
   t.ok(files.length >= 2);
   const w3 = await openWriter(dir);
   await w3.close();
-  const start = readRecords(dir).filter((r) => r.type === 'start').at(-1)!;
+  const start = readRecords(dir)
+    .filter((r) => r.type === 'start')
+    .at(-1)!;
   t.equal(start.type, 'start');
   t.equal((start.torn as { file: string }).file, lastFile);
   const report = await verifyAuditDir(dir);
@@ -266,4 +268,55 @@ t.test('stats count records, batches and fsyncs; the start info is sanitized', a
   t.same(readRecords(dir)[0]!.info, { version: '0.1.0', pin: '[redacted]' });
   await t.rejects(w.append(request(2)), { code: 'AUDIT_UNAVAILABLE', kind: 'CLOSED' });
   t.equal(w.healthy(), false);
+});
+
+t.test(
+  'a pino logger is the operational mirror: checkpoints and health, never record contents',
+  async (t) => {
+    const { default: pino } = await import('pino');
+    const { Writable } = await import('node:stream');
+    const lines: Record<string, unknown>[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        for (const l of chunk.toString('utf8').split('\n'))
+          if (l) lines.push(JSON.parse(l) as Record<string, unknown>);
+        cb();
+      },
+    });
+    const logger = pino({ level: 'info' }, sink);
+    const dir = tempDir(t);
+    const w = await openWriter(dir, { logger });
+    await w.append(request(1, { context: { reason: 'nightly-job' } }));
+    await w.close();
+    await new Promise((r) => setImmediate(r));
+    const cps = lines.filter((l) => l.msg === 'audit checkpoint');
+    t.equal(cps.length, 2);
+    const onDisk = readRecords(dir).filter((r) => r.type === 'checkpoint');
+    t.same(
+      cps.map((l) => (l.audit as { checkpoint: { hash: string } }).checkpoint.hash),
+      onDisk.map((r) => r.hash),
+    );
+    const all = JSON.stringify(lines);
+    t.notMatch(all, /nightly-job/, 'record contents stay in the audit files');
+    t.notMatch(all, /req-1/);
+  },
+);
+
+t.test('under load with small files and frequent checkpoints the chain still verifies', async (t) => {
+  const dir = tempDir(t);
+  // Rotation and checkpoints happen between batches; small batches give many of both.
+  const w = await openWriter(dir, {
+    maxFileBytes: 20_000,
+    checkpointEveryRecords: 50,
+    groupCommitMaxRecords: 20,
+  });
+  for (let round = 0; round < 4; round++) {
+    await Promise.all(Array.from({ length: 250 }, (_, i) => w.append(request(round * 1000 + i))));
+  }
+  await w.close();
+  const report = await verifyAuditDir(dir);
+  t.ok(report.ok, JSON.stringify(report.firstError));
+  t.ok(report.files > 5, `${report.files} files`);
+  t.ok(report.checkpoints >= 1000 / 50, `${report.checkpoints} checkpoints`);
+  t.equal(readRecords(dir).filter((r) => r.type === 'request').length, 1000);
 });
