@@ -68,16 +68,13 @@ class Hsm : public Napi::ObjectWrap<Hsm> {
     module_.reset(parts->first);
     tsfn_ = Napi::ThreadSafeFunction::New(env_, Napi::Function(), "hyokd-hsm", 0, 1);
     tsfn_.Unref(env_);
-    pool_ = std::make_unique<SessionPool>(module_.get(), parts->second, [this](Batch* b) {
-      OnBatchDone(b);
-    });
+    pool_ = std::make_unique<SessionPool>(module_.get(), parts->second,
+                                          [this](Batch* b) { OnBatchDone(b); });
     napi_add_env_cleanup_hook(env_, CleanupHook, this);
     hooked_ = true;
   }
 
-  ~Hsm() override {
-    ShutdownNow();
-  }
+  ~Hsm() override { ShutdownNow(); }
 
   bool Start(OpError* err) { return pool_->Start(err); }
 
@@ -164,7 +161,8 @@ class Hsm : public Napi::ObjectWrap<Hsm> {
       }
     }
     batch->deadline_ns = deadline_ns;
-    if (closed_) throw MakeError(env, OpError::Hyokd(kClosed, false, "the HSM module is closed"));
+    if (closed_ || closing_)
+      throw MakeError(env, OpError::Hyokd(kClosed, false, "the HSM module is closed"));
     auto* pending = new Pending(env);
     pending->self = Napi::Persistent(Value());
     batch->owner = pending;
@@ -202,7 +200,8 @@ class Hsm : public Napi::ObjectWrap<Hsm> {
   }
 
   Napi::Value Mechanisms(const Napi::CallbackInfo& info) {
-    if (closed_) throw MakeError(info.Env(), OpError::Hyokd(kClosed, false, "the HSM module is closed"));
+    if (closed_)
+      throw MakeError(info.Env(), OpError::Hyokd(kClosed, false, "the HSM module is closed"));
     return MechanismsToJs(info.Env(), module_.get());
   }
 
@@ -279,7 +278,8 @@ class Hsm : public Napi::ObjectWrap<Hsm> {
 // the JS thread.
 class OpenWorker : public Napi::AsyncWorker {
  public:
-  OpenWorker(Napi::Env env, ModuleOptions&& opts, SessionPool::Options pool_opts, bool auto_sessions)
+  OpenWorker(Napi::Env env, ModuleOptions&& opts, SessionPool::Options pool_opts,
+             bool auto_sessions)
       : Napi::AsyncWorker(env),
         deferred_(Napi::Promise::Deferred::New(env)),
         pool_opts_(pool_opts),
@@ -293,7 +293,8 @@ class OpenWorker : public Napi::AsyncWorker {
   Napi::Promise Promise() { return deferred_.Promise(); }
   void Execute() override {
     module_ = Module::Open(std::move(opts_), &err_);
-    if (module_ != nullptr && auto_sessions_) pool_opts_.sessions = DefaultSessions(module_->snapshot());
+    if (module_ != nullptr && auto_sessions_)
+      pool_opts_.sessions = DefaultSessions(module_->snapshot());
   }
   void OnOK() override {
     Napi::Env env = Env();
@@ -304,7 +305,8 @@ class OpenWorker : public Napi::AsyncWorker {
     std::pair<Module*, SessionPool::Options> parts{module_, pool_opts_};
     Napi::Object obj;
     try {
-      obj = env.GetInstanceData<Napi::FunctionReference>()->New({Napi::External<std::pair<Module*, SessionPool::Options>>::New(env, &parts)});
+      obj = env.GetInstanceData<Napi::FunctionReference>()->New(
+          {Napi::External<std::pair<Module*, SessionPool::Options>>::New(env, &parts)});
     } catch (const Napi::Error& e) {
       delete module_;
       deferred_.Reject(e.Value());
@@ -365,7 +367,8 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
     po.sessions = static_cast<size_t>(num("sessions", 1, 256));
     auto_sessions = false;
   }
-  if (!o.Get("queueCapacity").IsUndefined()) po.queue_capacity = static_cast<size_t>(num("queueCapacity", 1, 1 << 24));
+  if (!o.Get("queueCapacity").IsUndefined())
+    po.queue_capacity = static_cast<size_t>(num("queueCapacity", 1, 1 << 24));
   Napi::Value sc = o.Get("sessionObjectCopies");
   if (!sc.IsUndefined()) {
     if (!sc.IsBoolean()) throw Napi::TypeError::New(env, "sessionObjectCopies must be a boolean");
@@ -380,7 +383,10 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
 class InitTokenWorker : public Napi::AsyncWorker {
  public:
   InitTokenWorker(Napi::Env env, std::string path, std::string label)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), path_(path), label_(label) {}
+      : Napi::AsyncWorker(env),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        path_(path),
+        label_(label) {}
   SecretBytes so_pin, user_pin;
   Napi::Promise Promise() { return deferred_.Promise(); }
   void Execute() override {
@@ -411,12 +417,15 @@ class InitTokenWorker : public Napi::AsyncWorker {
 // initToken({ modulePath, label, soPin, userPin }): PINs are Buffers, zeroed after copy.
 Napi::Value InitTokenJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "initToken(options)");
+  if (info.Length() < 1 || !info[0].IsObject())
+    throw Napi::TypeError::New(env, "initToken(options)");
   Napi::Object o = info[0].As<Napi::Object>();
-  if (!o.Get("modulePath").IsString()) throw Napi::TypeError::New(env, "modulePath must be a string");
+  if (!o.Get("modulePath").IsString())
+    throw Napi::TypeError::New(env, "modulePath must be a string");
   if (!o.Get("label").IsString()) throw Napi::TypeError::New(env, "label must be a string");
   std::string label = o.Get("label").As<Napi::String>().Utf8Value();
-  if (label.empty() || label.size() > 32) throw Napi::RangeError::New(env, "label must be 1 to 32 bytes");
+  if (label.empty() || label.size() > 32)
+    throw Napi::RangeError::New(env, "label must be 1 to 32 bytes");
   auto* w = new InitTokenWorker(env, o.Get("modulePath").As<Napi::String>().Utf8Value(), label);
   try {
     TakeSecret(env, o.Get("soPin"), "soPin", &w->so_pin);
@@ -431,14 +440,16 @@ Napi::Value InitTokenJs(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value RvName(const Napi::CallbackInfo& info) {
-  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(info.Env(), "rvName(rv: number)");
+  if (info.Length() < 1 || !info[0].IsNumber())
+    throw Napi::TypeError::New(info.Env(), "rvName(rv: number)");
   double d = info[0].As<Napi::Number>().DoubleValue();
   if (!(d >= 0 && d <= 0xFFFFFFFF)) throw Napi::RangeError::New(info.Env(), "rv out of range");
   return Napi::String::New(info.Env(), hyokd::RvName(static_cast<CK_RV>(d)));
 }
 
 Napi::Value RvValue(const Napi::CallbackInfo& info) {
-  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(info.Env(), "rvValue(name: string)");
+  if (info.Length() < 1 || !info[0].IsString())
+    throw Napi::TypeError::New(info.Env(), "rvValue(name: string)");
   CK_RV rv;
   if (!RvFromName(info[0].As<Napi::String>().Utf8Value(), &rv)) return info.Env().Undefined();
   return Napi::Number::New(info.Env(), static_cast<double>(rv));

@@ -47,8 +47,8 @@ struct ObjectAttributes {
   std::string label;
   bool token = false, sensitive = false, extractable = false, always_sensitive = false,
        never_extractable = false, local = false;
-  bool encrypt = false, decrypt = false, wrap = false, unwrap = false, sign = false,
-       verify = false, derive = false;
+  bool encrypt = false, decrypt = false, wrap = false, unwrap = false, sign = false, verify = false,
+       derive = false;
   CK_ULONG value_len = 0;
   bool has_value_len = false;
   std::vector<uint8_t> modulus, public_exponent, ec_point, ec_params;

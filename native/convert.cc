@@ -32,8 +32,8 @@ void Bytes(Napi::Env env, Napi::Value v, const char* field, size_t max, uint8_t*
   }
   Napi::Uint8Array a = v.As<Napi::Uint8Array>();
   if (a.ByteLength() > max) {
-    throw Napi::RangeError::New(env, std::string(field) + " is longer than " +
-                                         std::to_string(max) + " bytes");
+    throw Napi::RangeError::New(
+        env, std::string(field) + " is longer than " + std::to_string(max) + " bytes");
   }
   *data = a.Data();
   *len = a.ByteLength();
@@ -71,8 +71,8 @@ std::string GetString(Napi::Env env, Napi::Object o, const char* field, size_t m
   if (!v.IsString()) ThrowType(env, std::string(field) + " must be a string");
   std::string s = v.As<Napi::String>().Utf8Value();
   if (s.size() > max) {
-    throw Napi::RangeError::New(env, std::string(field) + " is longer than " +
-                                         std::to_string(max) + " bytes");
+    throw Napi::RangeError::New(
+        env, std::string(field) + " is longer than " + std::to_string(max) + " bytes");
   }
   return s;
 }
@@ -232,7 +232,8 @@ void ParseOp(Napi::Env env, Napi::Value v, Op* op) {
       std::string curve = GetString(env, o, "curve", 16, false);
       if (!curve.empty() && curve != "P-256") ThrowType(env, "curve must be 'P-256'");
     } else if (k == "rsa") {
-      op->modulus_bits = static_cast<CK_ULONG>(GetNumber(env, o, "modulusBits", 2048, 8192, 3072, false));
+      op->modulus_bits =
+          static_cast<CK_ULONG>(GetNumber(env, o, "modulusBits", 2048, 8192, 3072, false));
     } else {
       ThrowType(env, "kind must be 'rsa' or 'ec'");
     }
@@ -284,8 +285,9 @@ void ParseOp(Napi::Env env, Napi::Value v, Op* op) {
     } else if (m == "RSA_AES_KEY_WRAP") {
       op->mechanism = CKM_RSA_AES_KEY_WRAP;
     } else {
-      ThrowType(env,
-                "mechanism must be AES_KEY_WRAP, AES_KEY_WRAP_PAD, RSA_PKCS_OAEP or RSA_AES_KEY_WRAP");
+      ThrowType(
+          env,
+          "mechanism must be AES_KEY_WRAP, AES_KEY_WRAP_PAD, RSA_PKCS_OAEP or RSA_AES_KEY_WRAP");
     }
     op->hash = ParseHash(env, o);
     op->aes_key_bits = static_cast<CK_ULONG>(GetNumber(env, o, "aesKeyBits", 128, 256, 256, false));
@@ -424,13 +426,16 @@ Napi::Value ResultToJs(Napi::Env env, const Op& op, OpResult& r) {
       u.Set("verify", at.verify);
       u.Set("derive", at.derive);
       x.Set("usage", u);
-      if (at.has_value_len) x.Set("valueLen", Napi::Number::New(env, static_cast<double>(at.value_len)));
+      if (at.has_value_len)
+        x.Set("valueLen", Napi::Number::New(env, static_cast<double>(at.value_len)));
       if (!at.modulus.empty()) x.Set("modulus", CopyOut(env, at.modulus.data(), at.modulus.size()));
       if (!at.public_exponent.empty()) {
         x.Set("publicExponent", CopyOut(env, at.public_exponent.data(), at.public_exponent.size()));
       }
-      if (!at.ec_point.empty()) x.Set("ecPoint", CopyOut(env, at.ec_point.data(), at.ec_point.size()));
-      if (!at.ec_params.empty()) x.Set("ecParams", CopyOut(env, at.ec_params.data(), at.ec_params.size()));
+      if (!at.ec_point.empty())
+        x.Set("ecPoint", CopyOut(env, at.ec_point.data(), at.ec_point.size()));
+      if (!at.ec_params.empty())
+        x.Set("ecParams", CopyOut(env, at.ec_params.data(), at.ec_params.size()));
       o.Set("attrs", x);
       break;
     }
@@ -519,11 +524,13 @@ Napi::Object CountersToJs(Napi::Env env, const PoolCounters& c) {
   o.Set("sessionsIdle", Napi::Number::New(env, static_cast<double>(c.sessions - c.busy)));
   Napi::Object ops = Napi::Object::New(env);
   for (int i = 0; i < kOpKindCount; i++) {
-    ops.Set(OpKindName(static_cast<OpKind>(i)), Napi::Number::New(env, static_cast<double>(c.ops[i])));
+    ops.Set(OpKindName(static_cast<OpKind>(i)),
+            Napi::Number::New(env, static_cast<double>(c.ops[i])));
   }
   o.Set("ops", ops);
   Napi::Object errs = Napi::Object::New(env);
-  for (const auto& kv : c.errors) errs.Set(kv.first, Napi::Number::New(env, static_cast<double>(kv.second)));
+  for (const auto& kv : c.errors)
+    errs.Set(kv.first, Napi::Number::New(env, static_cast<double>(kv.second)));
   o.Set("errors", errs);
   o.Set("reinitializations", Napi::Number::New(env, static_cast<double>(c.reinits)));
   o.Set("sessionReopens", Napi::Number::New(env, static_cast<double>(c.session_reopens)));

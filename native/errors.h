@@ -20,11 +20,11 @@ constexpr const char* kDeadline = "HYOKD_DEADLINE_EXCEEDED";
 
 // What a failed call means for the session and module that ran it.
 enum class Recovery {
-  kNone,          // data or argument error: the session is fine
-  kReopenSession, // the session is gone: reopen it and retry once
-  kRelogin,       // the login is gone: log in again and retry once
-  kReresolve,     // the object handle is stale: find the key again and retry once
-  kReinitModule,  // the device is gone: re-initialize the module with backoff
+  kNone,           // data or argument error: the session is fine
+  kReopenSession,  // the session is gone: reopen it and retry once
+  kRelogin,        // the login is gone: log in again and retry once
+  kReresolve,      // the object handle is stale: find the key again and retry once
+  kReinitModule,   // the device is gone: re-initialize the module with backoff
 };
 
 const char* RvName(CK_RV rv);  // "CKR_..." or "CKR_VENDOR_DEFINED"/"CKR_UNKNOWN"

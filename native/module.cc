@@ -139,10 +139,10 @@ bool Module::FindSlotAndLogin(OpError* err) {
     if (!(ti.flags & CKF_TOKEN_INITIALIZED)) continue;
     std::string label = TrimPadded(ti.label, sizeof ti.label);
     std::string serial = TrimPadded(ti.serialNumber, sizeof ti.serialNumber);
-    bool match = opts_.token_serial.empty() ? label == opts_.token_label
-                                            : serial == opts_.token_serial &&
-                                                  (opts_.token_label.empty() ||
-                                                   label == opts_.token_label);
+    bool match = opts_.token_serial.empty()
+                     ? label == opts_.token_label
+                     : serial == opts_.token_serial &&
+                           (opts_.token_label.empty() || label == opts_.token_label);
     if (!match) continue;
     if (found) {
       *err = OpError::Hyokd("HYOKD_TOKEN_AMBIGUOUS", false,
@@ -169,8 +169,8 @@ bool Module::FindSlotAndLogin(OpError* err) {
     }
   }
   mech_set_ = std::set<CK_MECHANISM_TYPE>(mechs_.begin(), mechs_.end());
-  rv = f->C_OpenSession(snap_.slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr,
-                        &keeper_);
+  rv =
+      f->C_OpenSession(snap_.slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, nullptr, nullptr, &keeper_);
   if (rv != CKR_OK) {
     keeper_ = CK_INVALID_HANDLE;
     *err = OpError::FromRv(rv, "C_OpenSession");
@@ -191,8 +191,41 @@ bool Module::FindSlotAndLogin(OpError* err) {
 CK_RV Module::LoginLocked() {
   CK_RV rv = fl()->C_Login(keeper_, CKU_USER, const_cast<CK_UTF8CHAR*>(opts_.pin.data()),
                            opts_.pin.size());
-  if (rv == CKR_USER_ALREADY_LOGGED_IN) rv = CKR_OK;
+  if (rv == CKR_USER_ALREADY_LOGGED_IN) rv = lib_->CheckSharedLogin(snap_.slot, opts_.pin);
+  if (rv == CKR_OK && !counted_login_) {
+    lib_->AddLogin(snap_.slot, opts_.pin);
+    counted_login_ = true;
+  }
   return rv;
+}
+
+void Library::AddLogin(CK_SLOT_ID slot, const LockedSecret& pin) {
+  std::lock_guard<std::mutex> g(login_mu_);
+  SlotLogin& l = logins_[slot];
+  if (l.users++ == 0) l.pin.Assign(pin.data(), pin.size());
+}
+
+CK_RV Library::CheckSharedLogin(CK_SLOT_ID slot, const LockedSecret& pin) {
+  std::lock_guard<std::mutex> g(login_mu_);
+  auto it = logins_.find(slot);
+  if (it == logins_.end()) return CKR_OK;  // logged in by another part of the process
+  const LockedSecret& known = it->second.pin;
+  // Compare in time independent of where the bytes differ.
+  unsigned char diff = known.size() == pin.size() ? 0 : 1;
+  size_t n = std::min(known.size(), pin.size());
+  for (size_t i = 0; i < n; i++) diff |= known.data()[i] ^ pin.data()[i];
+  return diff == 0 ? CKR_OK : CKR_PIN_INCORRECT;
+}
+
+bool Library::HasLogin(CK_SLOT_ID slot) {
+  std::lock_guard<std::mutex> g(login_mu_);
+  return logins_.count(slot) > 0;
+}
+
+void Library::DropLogin(CK_SLOT_ID slot) {
+  std::lock_guard<std::mutex> g(login_mu_);
+  auto it = logins_.find(slot);
+  if (it != logins_.end() && --it->second.users <= 0) logins_.erase(it);
 }
 
 CK_RV Module::MechanismInfo(CK_MECHANISM_TYPE m, CK_MECHANISM_INFO* out) const {
@@ -247,8 +280,15 @@ void Module::Close() {
   if (closed_) return;
   closed_ = true;
   if (lib_ != nullptr) {
+    bool last = true;
+    if (counted_login_) {
+      lib_->DropLogin(snap_.slot);
+      counted_login_ = false;
+      last = !lib_->HasLogin(snap_.slot);
+    }
     if (keeper_ != CK_INVALID_HANDLE) {
-      fl()->C_Logout(keeper_);
+      // Logging out would log out every other Module on this token in the process.
+      if (last) fl()->C_Logout(keeper_);
       fl()->C_CloseSession(keeper_);
       keeper_ = CK_INVALID_HANDLE;
     }

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <mutex>
 #include <set>
 #include <string>
@@ -31,8 +32,24 @@ class Library {
   // C_Finalize then C_Initialize: every session and handle of every user is gone after.
   CK_RV Reinitialize();
 
+  // PKCS#11 login state belongs to the application, not the session: a second Module on
+  // a token that is already logged in gets CKR_USER_ALREADY_LOGGED_IN whatever PIN it
+  // offers. The library remembers the PIN that the token accepted, per slot, so a second
+  // open with another PIN is refused instead of silently sharing the login.
+  void AddLogin(CK_SLOT_ID slot, const LockedSecret& pin);
+  // CKR_OK if no PIN is known for the slot or it matches; CKR_PIN_INCORRECT otherwise.
+  CK_RV CheckSharedLogin(CK_SLOT_ID slot, const LockedSecret& pin);
+  void DropLogin(CK_SLOT_ID slot);
+  bool HasLogin(CK_SLOT_ID slot);
+
  private:
   Library() = default;
+  struct SlotLogin {
+    LockedSecret pin;
+    int users = 0;
+  };
+  std::mutex login_mu_;
+  std::map<CK_SLOT_ID, SlotLogin> logins_;
   std::string path_;
   void* dl_ = nullptr;
   CK_FUNCTION_LIST* fl_ = nullptr;
@@ -105,6 +122,7 @@ class Module {
   CK_SESSION_HANDLE keeper_ = CK_INVALID_HANDLE;
   std::atomic<uint64_t> generation_{1};
   bool closed_ = false;
+  bool counted_login_ = false;  // registered with lib_->AddLogin
 };
 
 // Initializes a free token slot: SO PIN, label, then the user PIN. Used to provision the

@@ -79,7 +79,7 @@ CK_RV RunGenerateKey(Op& op, OpContext& ctx, OpResult* r) {
   t.Ulong(CKA_CLASS, CKO_SECRET_KEY);
   t.Ulong(CKA_KEY_TYPE, CKK_AES);
   t.Ulong(CKA_VALUE_LEN, op.length);
-  AddSpec(&t, op.spec, true);
+  AddSpec(&t, op.spec, CKO_SECRET_KEY);
   CK_MECHANISM m{CKM_AES_KEY_GEN, nullptr, 0};
   CK_RV rv = ctx.fl()->C_GenerateKey(ctx.session(), &m, t.data(), t.size(), &r->h1);
   return rv == CKR_OK ? Ok(r) : Fail(r, rv, "C_GenerateKey");
@@ -101,8 +101,8 @@ CK_RV RunGenerateKeyPair(Op& op, OpContext& ctx, OpResult* r) {
     pub.Ulong(CKA_MODULUS_BITS, op.modulus_bits);
     pub.Bytes(CKA_PUBLIC_EXPONENT, kRsaExponent, sizeof kRsaExponent);
   }
-  AddSpec(&pub, op.spec, false);
-  AddSpec(&priv, op.spec2, true);
+  AddSpec(&pub, op.spec, CKO_PUBLIC_KEY);
+  AddSpec(&priv, op.spec2, CKO_PRIVATE_KEY);
   CK_RV rv = ctx.fl()->C_GenerateKeyPair(ctx.session(), &m, pub.data(), pub.size(), priv.data(),
                                          priv.size(), &r->h1, &r->h2);
   return rv == CKR_OK ? Ok(r) : Fail(r, rv, "C_GenerateKeyPair");
@@ -203,13 +203,14 @@ void AddUnwrapTemplate(Template* t, const Op& op) {
     case CKK_AES:
       t->Ulong(CKA_CLASS, CKO_SECRET_KEY);
       t->Ulong(CKA_KEY_TYPE, CKK_AES);
+      AddSpec(t, op.spec, CKO_SECRET_KEY);
       break;
     default:
       t->Ulong(CKA_CLASS, CKO_PRIVATE_KEY);
       t->Ulong(CKA_KEY_TYPE, op.key_type);
+      AddSpec(t, op.spec, CKO_PRIVATE_KEY);
       break;
   }
-  AddSpec(t, op.spec, true);
 }
 
 // CKM_RSA_AES_KEY_WRAP done in two steps for modules that lack it (SoftHSM2 2.6.1): the
@@ -243,8 +244,8 @@ CK_RV RunRsaAesUnwrapTwoStep(Op& op, OpContext& ctx, OpResult* r, CK_OBJECT_HAND
   CK_RSA_PKCS_OAEP_PARAMS oaep = OaepParams(op.hash);
   CK_MECHANISM m1{CKM_RSA_PKCS_OAEP, &oaep, sizeof oaep};
   CK_OBJECT_HANDLE tmp = 0;
-  CK_RV rv = fl->C_UnwrapKey(s, &m1, rsa, op.data.data(), modulus_bytes, eph.data(), eph.size(),
-                             &tmp);
+  CK_RV rv =
+      fl->C_UnwrapKey(s, &m1, rsa, op.data.data(), modulus_bytes, eph.data(), eph.size(), &tmp);
   if (rv != CKR_OK) return Fail(r, rv, "C_UnwrapKey(RSA-OAEP)");
   Template t;
   AddUnwrapTemplate(&t, op);
@@ -361,9 +362,9 @@ CK_RV RunCopyObject(Op& op, OpContext& ctx, OpResult* r) {
 
 const char* OpKindName(OpKind k) {
   static const char* const names[kOpKindCount] = {
-      "random",  "generateKey", "generateKeyPair", "encrypt",       "decrypt",       "rsaEncrypt",
-      "rsaDecrypt", "wrapKey",  "unwrapKey",       "sign",          "verify",        "find",
-      "getAttributes", "setAttributes", "copyObject", "destroy"};
+      "random",        "generateKey",   "generateKeyPair", "encrypt", "decrypt", "rsaEncrypt",
+      "rsaDecrypt",    "wrapKey",       "unwrapKey",       "sign",    "verify",  "find",
+      "getAttributes", "setAttributes", "copyObject",      "destroy"};
   return names[static_cast<int>(k)];
 }
 
@@ -385,16 +386,34 @@ void OpResult::Reset() {
   attrs = ObjectAttributes();
 }
 
-void AddSpec(Template* t, const ObjectSpec& spec, bool private_object) {
+void AddSpec(Template* t, const ObjectSpec& spec, CK_OBJECT_CLASS cls) {
   t->Bool(CKA_TOKEN, spec.token);
   t->Text(CKA_LABEL, spec.label);
   t->Bytes(CKA_ID, spec.id.data(), spec.id.size());
-  if (private_object) {
+  if (cls != CKO_PUBLIC_KEY) {
     t->Bool(CKA_PRIVATE, true);
     t->Bool(CKA_SENSITIVE, true);
     t->Bool(CKA_EXTRACTABLE, spec.extractable);
   }
-  t->AddUsage(spec.usage);
+  // Least privilege: every usage the object class can have is set, and what the spec
+  // does not grant is false (tokens otherwise pick their own defaults; SoftHSM2 turns
+  // sign and verify on for secret keys).
+  Usage u = spec.usage;
+  auto deny = [](int8_t* f) {
+    if (*f < 0) *f = 0;
+  };
+  deny(&u.derive);
+  if (cls != CKO_PRIVATE_KEY) {
+    deny(&u.encrypt);
+    deny(&u.verify);
+    deny(&u.wrap);
+  }
+  if (cls != CKO_PUBLIC_KEY) {
+    deny(&u.decrypt);
+    deny(&u.sign);
+    deny(&u.unwrap);
+  }
+  t->AddUsage(u);
 }
 
 CK_RV Execute(Op& op, OpContext& ctx, OpResult* r) {

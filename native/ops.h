@@ -57,16 +57,16 @@ struct Op {
   KeyRef key;   // the key the op uses (for wrapKey: the wrapping key)
   KeyRef key2;  // wrapKey: the key being wrapped
   CK_OBJECT_HANDLE handle = 0;
-  CK_MECHANISM_TYPE mechanism = 0;  // wrap/unwrap/sign mechanism
+  CK_MECHANISM_TYPE mechanism = 0;     // wrap/unwrap/sign mechanism
   CK_MECHANISM_TYPE hash = CKM_SHA_1;  // OAEP hash
-  SecretBytes data;  // plaintext, ciphertext, wrapped key, data to sign …
+  SecretBytes data;                    // plaintext, ciphertext, wrapped key, data to sign …
   std::vector<uint8_t> iv, aad, signature;
-  CK_ULONG length = 0;        // random bytes; AES key bytes
+  CK_ULONG length = 0;  // random bytes; AES key bytes
   CK_ULONG modulus_bits = 3072;
-  CK_ULONG aes_key_bits = 256;  // RSA_AES_KEY_WRAP ephemeral key
-  bool ec = false;              // generateKeyPair: EC P-256 instead of RSA
+  CK_ULONG aes_key_bits = 256;     // RSA_AES_KEY_WRAP ephemeral key
+  bool ec = false;                 // generateKeyPair: EC P-256 instead of RSA
   CK_KEY_TYPE key_type = CKK_AES;  // unwrapKey: type of the key being imported
-  ObjectSpec spec, spec2;  // generate*/unwrap: (public) spec; spec2: private spec
+  ObjectSpec spec, spec2;          // generate*/unwrap: (public) spec; spec2: private spec
   // find
   std::optional<CK_OBJECT_CLASS> find_cls;
   std::optional<std::vector<uint8_t>> find_id;
@@ -84,8 +84,8 @@ struct Op {
 struct OpResult {
   bool ok = false;
   OpError error;
-  SecretBytes out;           // random bytes, plaintext, ciphertext, wrapped key, signature
-  std::vector<uint8_t> iv;   // encrypt: the IV used
+  SecretBytes out;          // random bytes, plaintext, ciphertext, wrapped key, signature
+  std::vector<uint8_t> iv;  // encrypt: the IV used
   CK_OBJECT_HANDLE h1 = 0, h2 = 0;
   std::vector<CK_OBJECT_HANDLE> handles;
   bool valid = false;
@@ -111,7 +111,8 @@ class OpContext {
 constexpr CK_RV kHyokdFailure = CKR_VENDOR_DEFINED | 0x4859u;
 CK_RV Execute(Op& op, OpContext& ctx, OpResult* result);
 
-// Fills a template for a new object from its spec (class, key type, token, sensitivity).
-void AddSpec(Template* t, const ObjectSpec& spec, bool private_object);
+// Fills a template for a new object of class `cls` from its spec: token, label, id,
+// sensitivity, and every usage flag of the class (false unless the spec grants it).
+void AddSpec(Template* t, const ObjectSpec& spec, CK_OBJECT_CLASS cls);
 
 }  // namespace hyokd

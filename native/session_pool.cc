@@ -98,7 +98,7 @@ void SessionPool::WorkerLoop(size_t index) {
     {
       std::unique_lock<std::mutex> lk(mu_);
       work_cv_.wait(lk, [&] {
-        return stop_ || (!queue_.empty() && state_.load() != PoolState::kRecovering);
+        return stop_ || (!queue_.empty() && !paused_ && state_.load() != PoolState::kRecovering);
       });
       if (queue_.empty() || (stop_ && state_.load() == PoolState::kRecovering)) {
         if (stop_) break;
@@ -178,6 +178,7 @@ void SessionPool::RunItem(Worker& w, Item item) {
     }
     if (rv == CKR_OK || rv == kHyokdFailure) break;
     Recovery rec = RecoveryFor(rv);
+    if (rec == Recovery::kNone) rec = SessionHealth(w);
     if (rec == Recovery::kReopenSession && !reopened) {
       reopened = true;
       reopens_.fetch_add(1, std::memory_order_relaxed);
@@ -206,6 +207,21 @@ void SessionPool::RunItem(Worker& w, Item item) {
   }
   // Inputs that may be secret are zeroed as soon as the worker is done with them.
   op.data.Clear();
+}
+
+// A call that fails with a data-level code on a session that is no longer there (closed
+// or logged out under it, e.g. by C_CloseAllSessions mid-operation; SoftHSM2 then says
+// CKR_GENERAL_ERROR) is a session failure, not a bad input: ask the session.
+Recovery SessionPool::SessionHealth(Worker& w) {
+  CK_SESSION_INFO si{};
+  CK_RV rv = module_->fl()->C_GetSessionInfo(w.session, &si);
+  if (rv != CKR_OK) {
+    Recovery r = RecoveryFor(rv);
+    return r == Recovery::kNone ? Recovery::kReopenSession : r;
+  }
+  if (si.state != CKS_RO_USER_FUNCTIONS && si.state != CKS_RW_USER_FUNCTIONS)
+    return Recovery::kRelogin;
+  return Recovery::kNone;
 }
 
 bool SessionPool::Resolve(Worker& w, const KeyRef& key, bool hot, CK_OBJECT_HANDLE* out,
@@ -242,11 +258,14 @@ bool SessionPool::Resolve(Worker& w, const KeyRef& key, bool hot, CK_OBJECT_HAND
     }
     if (n > 0 || pass == 1) break;
     // Private objects are invisible while the token is logged out (for example after
-    // every session was closed): log in again once before calling the key missing.
+    // every session was closed, possibly while this search ran): make sure of the login
+    // and search once more before calling the key missing.
     CK_SESSION_INFO si{};
     if (fl->C_GetSessionInfo(w.session, &si) != CKR_OK) break;
-    if (si.state == CKS_RO_USER_FUNCTIONS || si.state == CKS_RW_USER_FUNCTIONS) break;
-    if (module_->Relogin() != CKR_OK) break;
+    if (si.state != CKS_RO_USER_FUNCTIONS && si.state != CKS_RW_USER_FUNCTIONS &&
+        module_->Relogin() != CKR_OK) {
+      break;
+    }
   }
   if (n == 0) {
     *err = OpError::Hyokd(kKeyNotFound, false, "no key with that id and class on the token");
@@ -276,7 +295,8 @@ bool SessionPool::Resolve(Worker& w, const KeyRef& key, bool hot, CK_OBJECT_HAND
     if (rv == CKR_OK) entry.copy = copy;
     if (it != cache_.end() && it->second.copy != CK_INVALID_HANDLE) {
       CK_OBJECT_HANDLE stale = it->second.copy;
-      module_->WithKeeper([&](CK_SESSION_HANDLE keeper) { return fl->C_DestroyObject(keeper, stale); });
+      module_->WithKeeper(
+          [&](CK_SESSION_HANDLE keeper) { return fl->C_DestroyObject(keeper, stale); });
     }
   }
   cache_[ck] = entry;
@@ -300,7 +320,8 @@ void SessionPool::EvictKey(const KeyRef& key) {
   }
   if (entry.copy != CK_INVALID_HANDLE && entry.generation == module_->generation()) {
     CK_FUNCTION_LIST* fl = module_->fl();
-    module_->WithKeeper([&](CK_SESSION_HANDLE keeper) { return fl->C_DestroyObject(keeper, entry.copy); });
+    module_->WithKeeper(
+        [&](CK_SESSION_HANDLE keeper) { return fl->C_DestroyObject(keeper, entry.copy); });
   }
 }
 
@@ -358,6 +379,19 @@ void SessionPool::SupervisorLoop() {
 void SessionPool::CountError(const std::string& code) {
   std::lock_guard<std::mutex> g(err_mu_);
   err_counts_[code]++;
+}
+
+CK_RV SessionPool::CloseAllSessions() {
+  CK_RV rv;
+  {
+    std::unique_lock<std::mutex> lk(mu_);
+    paused_ = true;
+    idle_cv_.wait(lk, [&] { return busy_ == 0; });
+    rv = module_->CloseAllSessions();
+    paused_ = false;
+  }
+  work_cv_.notify_all();
+  return rv;
 }
 
 void SessionPool::InjectFault(CK_RV rv, uint64_t count) {

@@ -67,9 +67,12 @@ class SessionPool {
   PoolState state() const { return state_.load(std::memory_order_acquire); }
   // Waits for queued and in-flight work, then stops the workers and closes sessions.
   void Close();
-  // Test hooks: close every session of the slot; make the next `count` operations fail
-  // with `rv` without reaching the module (fault injection).
-  CK_RV CloseAllSessions() { return module_->CloseAllSessions(); }
+  // Test hooks: close every session of the slot between two operations, as a token
+  // reset would (PKCS#11 leaves closing a session that another thread is using
+  // undefined, and SoftHSM2 crashes on it, so the workers are paused around the call);
+  // make the next `count` operations fail with `rv` without reaching the module (fault
+  // injection).
+  CK_RV CloseAllSessions();
   void InjectFault(CK_RV rv, uint64_t count);
 
  private:
@@ -94,6 +97,7 @@ class SessionPool {
   void RunItem(Worker& w, Item item);
   void FinishItem(Batch* b);
   CK_RV EnsureSession(Worker& w);
+  Recovery SessionHealth(Worker& w);
   bool Resolve(Worker& w, const KeyRef& key, bool hot, CK_OBJECT_HANDLE* out, OpError* err);
   void Invalidate(const KeyRef& key);
   void RequestReinit();
@@ -114,6 +118,7 @@ class SessionPool {
   size_t busy_ = 0;
   bool stop_ = false;
   bool closing_ = false;  // no new submissions; queued work still drains
+  bool paused_ = false;   // workers take no new item (test hook)
   bool reinit_requested_ = false;
   std::atomic<PoolState> state_{PoolState::kReady};
 

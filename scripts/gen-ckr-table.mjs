@@ -14,7 +14,10 @@ const text = readFileSync(header, 'utf8');
 function table(prefix) {
   const seen = new Set();
   const rows = [];
-  const re = new RegExp(`^#define\\s+(${prefix}_[A-Z0-9_]+)\\s+\\(?\\s*(0x[0-9A-Fa-f]+|[0-9]+)UL?\\s*\\)?\\s*$`, 'gm');
+  const re = new RegExp(
+    `^#define\\s+(${prefix}_[A-Z0-9_]+)\\s+\\(?\\s*(0x[0-9A-Fa-f]+|[0-9]+)UL?\\s*\\)?\\s*$`,
+    'gm',
+  );
   for (const m of text.matchAll(re)) {
     const [, name, value] = m;
     const v = Number(value);
@@ -27,7 +30,9 @@ function table(prefix) {
 const ckr = table('CKR');
 const ckm = table('CKM');
 if (ckr.length < 50 || ckm.length < 100) {
-  console.error(`only ${ckr.length} CKR_ and ${ckm.length} CKM_ names found in ${header}: is it the PKCS#11 header?`);
+  console.error(
+    `only ${ckr.length} CKR_ and ${ckm.length} CKM_ names found in ${header}: is it the PKCS#11 header?`,
+  );
   process.exit(1);
 }
 mkdirSync(dirname(out), { recursive: true });

@@ -104,6 +104,7 @@ export class NativeBackend implements HsmBackend {
   }
 
   async batch(ops: Op[], opts?: SubmitOptions): Promise<ItemResult[]> {
+    if (Array.isArray(ops) && ops.length === 0) return [];
     const site = new Error();
     let raw;
     try {
@@ -195,7 +196,13 @@ export class NativeBackend implements HsmBackend {
   /** Fault injection: the next `count` operations fail with `code` (a CKR_* name) without reaching the token. */
   injectFault(code: string, count: number): void {
     const rv = addon().rvValue(code);
-    if (rv === undefined) throw new HsmError({ code: HyokdHsmCodes.UNSUPPORTED, rv: -1, retriable: false, message: `unknown return value name ${code}` });
+    if (rv === undefined)
+      throw new HsmError({
+        code: HyokdHsmCodes.UNSUPPORTED,
+        rv: -1,
+        retriable: false,
+        message: `unknown return value name ${code}`,
+      });
     this.raw._testInjectFault(rv, count);
   }
 }

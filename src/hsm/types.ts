@@ -145,8 +145,7 @@ export type OpName = Op['op'];
 export type OpOf<N extends OpName> = Extract<Op, { op: N }>;
 
 export type ItemResult<N extends OpName = OpName> =
-  | ({ ok: true } & OpValues[N])
-  | { ok: false; error: import('./errors.js').HsmError };
+  ({ ok: true } & OpValues[N]) | { ok: false; error: import('./errors.js').HsmError };
 
 export interface ModuleInfo {
   cryptokiVersion: string;
