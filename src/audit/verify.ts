@@ -337,6 +337,15 @@ export async function verifyAuditDir(dir: string, opts: VerifyOptions = {}): Pro
           fail(openTorn.file, null, null, 'torn-line', `partial line not declared by the ${r.type} marker`);
         fail(name, 1, r.seq, 'truncated', `${r.type} marker declares a partial line that is gone`);
       }
+      if (from!.file !== prev.name) {
+        fail(
+          prev.name,
+          null,
+          null,
+          'misnamed',
+          `the ${r.type} marker in ${name} calls this file ${from!.file}`,
+        );
+      }
       const acked = asPoint(r.lastAcked);
       if (acked && acked.seq > from!.seq)
         fail(name, 1, r.seq, 'truncated', `acknowledged records up to seq ${acked.seq} were lost`);

@@ -308,3 +308,28 @@ t.test('lost+found (a dedicated file system) is tolerated; the report formats in
   const bad = await verifyAuditDir(dir);
   t.match(formatVerifyReport(bad), /^FAILED foreign-file at x\.jsonl: /);
 });
+
+t.test('misnamed: a file renamed in place is caught by the start marker that names it', async (t) => {
+  const dir = tempDir(t);
+  for (let run = 0; run < 2; run++) {
+    const w = await openWriter(dir);
+    await w.append(request(run));
+    await w.close();
+  }
+  const [first] = auditFiles(dir);
+  const renamed = first!.replace(/T\d{6}Z/, 'T000000Z');
+  t.not(renamed, first);
+  renameSync(join(dir, first!), join(dir, renamed));
+  const r = await verifyAuditDir(dir);
+  t.equal(r.firstError?.kind, 'misnamed');
+  t.equal(r.firstError?.file, renamed);
+});
+
+t.test('missing-file: a renamed rotated file no longer matches its rotate record', async (t) => {
+  const dir = await makeLog(t);
+  const second = auditFiles(dir)[1]!;
+  renameSync(join(dir, second), join(dir, second.replace(/T\d{6}Z/, 'T000000Z')));
+  const r = await verifyAuditDir(dir);
+  t.equal(r.firstError?.kind, 'missing-file');
+  t.equal(r.firstError?.file, second);
+});
