@@ -38,7 +38,7 @@ t.test('records that arrive during an fsync go out together in the next batch', 
 
 t.test('groupCommitMaxDelayMs lets an idle writer wait briefly for company', async (t) => {
   const dir = tempDir(t);
-  const w = await openWriter(dir, { groupCommitMaxDelayMs: 30 });
+  const w = await openWriter(dir, { groupCommitMaxDelayMs: 100 });
   const batches: number[] = [];
   w.on('batch', (b: { records: number }) => batches.push(b.records));
   const a = w.append(request(0));
