@@ -35,6 +35,13 @@
 // operational stream and serve as an external anchor: they reveal a rewrite or a
 // truncation of the newest records, which a chain on one disk cannot prove alone.
 // Record contents are never mirrored: the two streams stay apart.
+//
+// Limits, on purpose: one writer per directory (the daemon must hold its own lock on
+// its home); rotation and count checkpoints fall between batches; a checkpoint that
+// cannot be signed is skipped and counted (records keep flowing; the HSM being down
+// stops the data plane anyway), except during key rotation, which is refused; if
+// acknowledged records vanish from disk during an outage the writer stays unavailable
+// (HEAD_REGRESSED) instead of continuing over the loss.
 
 import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
