@@ -53,7 +53,9 @@ function findAddon(): string {
   // package root by walking up to the folder that holds binding.gyp.
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let i = 0; i < 5; i++) {
-    const candidate = join(dir, 'build', 'Release', 'hyokd_native.node');
+    // HYOKD_NATIVE_BUILD=Debug selects a sanitizer/debug build (scripts/asan-test.sh).
+    const flavour = process.env.HYOKD_NATIVE_BUILD === 'Debug' ? 'Debug' : 'Release';
+    const candidate = join(dir, 'build', flavour, 'hyokd_native.node');
     if (existsSync(join(dir, 'binding.gyp'))) return candidate;
     dir = dirname(dir);
   }
