@@ -1,0 +1,26 @@
+// One timed run of one case, as every runner (in-process or child) reports it.
+
+export interface Measurement {
+  /** Correct operations completed inside the measured window. */
+  ops: number;
+  seconds: number;
+  opsPerSec: number;
+  /** Operations that failed (any error code) inside the window. */
+  errors: number;
+  /** Operations that succeeded but returned a plaintext different from the expected one. */
+  mismatches: number;
+  /** user + system CPU of the whole measuring process during the window. */
+  cpuSeconds: number;
+  /** Runner-specific detail (lanes, per-thread counts, error codes). */
+  detail?: Record<string, unknown>;
+}
+
+/** CPU cores kept busy on average: cpuSeconds / seconds. */
+export function coresBusy(m: Measurement): number {
+  return m.seconds > 0 ? m.cpuSeconds / m.seconds : Number.NaN;
+}
+
+/** Microseconds of CPU (all threads of the measuring process) per correct operation. */
+export function cpuMicrosPerOp(m: Measurement): number {
+  return m.ops > 0 ? (m.cpuSeconds * 1e6) / m.ops : Number.NaN;
+}

@@ -1,0 +1,448 @@
+// Native engine benchmark: AES-256-GCM decrypt of a 32-byte DEK with AAD under a token
+// KEK on SoftHSM2, measured in one run, on one token, five ways:
+//
+//   c_loop              bench/c_loop.c calling the module directly (the ceiling), own process
+//   addon_batch         hyokd's addon, batches of 64 decrypts, several batches in flight
+//   addon_single        hyokd's addon, one run() per decrypt, many in flight
+//   addon_session_copy  addon_batch with sessionObjectCopies (a session copy of the KEK)
+//   pkcs11js_async      pkcs11js 2.x, C_DecryptInit + C_DecryptAsync, best of 1/2/4/8 lanes, own process
+//
+// Each set runs with 1 and with 2 threads (C threads = addon worker sessions), in rounds
+// whose order alternates; each case keeps its best round. Usage:
+//   npm run bench:native                    (3 s per case, 1 s warm-up, 2 rounds)
+//   HYOKD_BENCH_QUICK=1 npm run bench:native (smoke run)
+// Environment: HYOKD_BENCH_SECONDS, _WARMUP, _ROUNDS, _QUICK (see bench/lib/timing.ts),
+// HYOKD_BENCH_THREADS (default "1,2"), HYOKD_BENCH_LANES (pkcs11js, default "1,2,4,8").
+// The last line of stdout is one JSON object for tools.
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { NativeBackend } from '../src/hsm/native-backend.js';
+import { ensureSoftHsmToken, SOFTHSM_MODULE } from '../src/hsm/softhsm.js';
+import type { KeyRef, Op } from '../src/hsm/types.js';
+import { addonLoop } from './lib/addon-loop.js';
+import { buildCLoop } from './lib/c-build.js';
+import { runJsonChild } from './lib/child.js';
+import { fmtAgainstTarget, fmtRate, fmtRatio, roundRatio, table } from './lib/format.js';
+import { describeMachine, machineInfo } from './lib/machine.js';
+import { coresBusy, cpuMicrosPerOp, type Measurement } from './lib/measurement.js';
+import { repoRoot } from './lib/paths.js';
+import { randomPlain, writeSamples, type Sample } from './lib/samples.js';
+import { best, median } from './lib/stats.js';
+import { timingFromEnv, type Timing } from './lib/timing.js';
+
+const TOKEN_LABEL = 'hyokd-bench';
+const SAMPLE_COUNT = 256;
+const BATCH_SIZE = 64;
+/** Batches in flight: enough that a worker never waits for JS to hand it the next batch. */
+const BATCHES_IN_FLIGHT = 4;
+/** run() calls in flight in the single-op case. */
+const SINGLES_IN_FLIGHT = 256;
+
+const TARGETS = { ratio_vs_c: 0.9, ratio_vs_pkcs11js: 1.5, ratio_session_copy_vs_c: 2 };
+
+type AddonCase = 'addon_batch' | 'addon_single' | 'addon_session_copy';
+type CaseName = 'c_loop' | AddonCase | 'pkcs11js_async';
+
+interface Job {
+  name: CaseName;
+  /** Threads (C, addon sessions) or lanes (pkcs11js). */
+  width: number;
+}
+
+function intList(name: string, fallback: number[]): number[] {
+  const raw = process.env[name];
+  if (!raw) return fallback;
+  const xs = raw.split(',').map((x) => Number(x.trim()));
+  if (xs.some((x) => !Number.isInteger(x) || x < 1 || x > 64)) {
+    throw new Error(`${name} must be a comma-separated list of integers 1..64 (got "${raw}")`);
+  }
+  return xs;
+}
+
+function log(line: string): void {
+  process.stderr.write(line + '\n');
+}
+
+interface Bench {
+  dir: string;
+  samplesPath: string;
+  samples: Sample[];
+  kek: KeyRef;
+  pin: () => Buffer;
+  cLoop: string;
+  timing: Timing;
+}
+
+/** A token in a temp dir, a token AES-256 KEK, and SAMPLE_COUNT encrypted DEKs. */
+async function provision(dir: string, timing: Timing): Promise<Bench & { libraryVersion: string }> {
+  const tok = await ensureSoftHsmToken({ dir, secretsDir: join(dir, 'secrets'), label: TOKEN_LABEL });
+  const pin = () => readFileSync(tok.pinFile);
+  const kek: KeyRef = { id: randomBytes(16), cls: 'secret' };
+  const hsm = await NativeBackend.open({
+    modulePath: SOFTHSM_MODULE,
+    tokenLabel: TOKEN_LABEL,
+    pin: pin(),
+    sessions: 1,
+  });
+  try {
+    await hsm.run({
+      op: 'generateKey',
+      keyBits: 256,
+      spec: { id: kek.id, label: 'bench-kek', token: true, usage: { encrypt: true, decrypt: true } },
+    });
+    const plain = randomPlain(SAMPLE_COUNT);
+    const enc = await hsm.batch(
+      plain.map((p): Op => ({ op: 'encrypt', key: kek, plaintext: Buffer.from(p.dek), aad: p.aad })),
+    );
+    const samples: Sample[] = enc.map((r, i) => {
+      if (!r.ok) throw r.error;
+      const v = r as unknown as { iv: Buffer; ciphertext: Buffer };
+      return { iv: v.iv, aad: plain[i].aad, ciphertext: v.ciphertext, plaintext: plain[i].dek };
+    });
+    const samplesPath = join(dir, 'samples.bin');
+    writeSamples(samplesPath, samples);
+    const m = hsm.module;
+    return {
+      dir,
+      samplesPath,
+      samples,
+      kek,
+      pin,
+      cLoop: buildCLoop(),
+      timing,
+      libraryVersion: `${m.libraryDescription.trim()} ${m.libraryVersion} (Cryptoki ${m.cryptokiVersion})`,
+    };
+  } finally {
+    await hsm.close();
+  }
+}
+
+function childEnv(b: Bench, extra: Record<string, string>): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    SOFTHSM2_CONF: process.env.SOFTHSM2_CONF,
+    HYOKD_BENCH_MODULE: SOFTHSM_MODULE,
+    HYOKD_BENCH_TOKEN: TOKEN_LABEL,
+    HYOKD_BENCH_PIN: b.pin().toString('utf8'),
+    HYOKD_BENCH_KEK_ID: b.kek.id.toString('hex'),
+    HYOKD_BENCH_SAMPLES: b.samplesPath,
+    HYOKD_BENCH_WARMUP: String(b.timing.warmup),
+    HYOKD_BENCH_SECONDS: String(b.timing.seconds),
+    ...extra,
+  };
+}
+
+function fromChildJson(j: Record<string, unknown>, detail: Record<string, unknown>): Measurement {
+  return {
+    ops: Number(j.ops),
+    seconds: Number(j.seconds),
+    opsPerSec: Number(j.ops_per_sec),
+    errors: Number(j.errors),
+    mismatches: Number(j.mismatches),
+    cpuSeconds: Number(j.cpu_seconds),
+    detail,
+  };
+}
+
+async function runCLoop(b: Bench, threads: number): Promise<Measurement> {
+  const timeout = (b.timing.warmup + b.timing.seconds + 60) * 1000;
+  const { json } = await runJsonChild(
+    b.cLoop,
+    [],
+    childEnv(b, { HYOKD_BENCH_THREADS: String(threads) }),
+    timeout,
+  );
+  return fromChildJson(json, { perThread: json.per_thread, firstErrorRv: json.first_error });
+}
+
+async function runPkcs11js(b: Bench, lanes: number): Promise<Measurement> {
+  const timeout = (b.timing.warmup + b.timing.seconds + 60) * 1000;
+  const script = join(repoRoot(), 'dist', 'bench', 'lib', 'pkcs11js-loop.js');
+  const { json } = await runJsonChild(
+    process.execPath,
+    [script],
+    childEnv(b, { HYOKD_BENCH_LANES: String(lanes) }),
+    timeout,
+  );
+  return fromChildJson(json, { lanes, codes: json.codes });
+}
+
+async function runAddon(b: Bench, name: AddonCase, sessions: number): Promise<Measurement> {
+  const hsm = await NativeBackend.open({
+    modulePath: SOFTHSM_MODULE,
+    tokenLabel: TOKEN_LABEL,
+    pin: b.pin(),
+    sessions,
+    queueCapacity: 100_000,
+    sessionObjectCopies: name === 'addon_session_copy',
+  });
+  try {
+    const m = await addonLoop(hsm, b.kek, b.samples, {
+      mode: name === 'addon_single' ? 'single' : 'batch',
+      batchSize: BATCH_SIZE,
+      inflight: name === 'addon_single' ? SINGLES_IN_FLIGHT : BATCHES_IN_FLIGHT,
+      warmup: b.timing.warmup,
+      seconds: b.timing.seconds,
+    });
+    // The engine's own error counters must agree that nothing failed.
+    const engineErrors = Object.values(hsm.counters().errors).reduce((a, n) => a + n, 0);
+    m.detail = { ...m.detail, sessions, engineErrors };
+    if (engineErrors > m.errors) m.errors = engineErrors;
+    return m;
+  } finally {
+    await hsm.close();
+  }
+}
+
+function runJob(b: Bench, j: Job): Promise<Measurement> {
+  if (j.name === 'c_loop') return runCLoop(b, j.width);
+  if (j.name === 'pkcs11js_async') return runPkcs11js(b, j.width);
+  return runAddon(b, j.name, j.width);
+}
+
+const key = (j: Job) => `${j.name}@${j.width}`;
+
+interface SetFigures {
+  threads: number;
+  c_loop: number;
+  addon_batch: number;
+  addon_single: number;
+  addon_session_copy: number;
+  pkcs11js_async: number;
+  pkcs11js_lanes: number;
+  ratio_vs_c: number;
+  ratio_vs_pkcs11js: number;
+  ratio_session_copy_vs_c: number;
+  /** The same ratios computed inside each round (cases measured minutes apart at most), median. */
+  round_ratio_vs_c: number;
+  round_ratio_session_copy_vs_c: number;
+}
+
+async function main(): Promise<void> {
+  const timing = timingFromEnv();
+  const threadsList = intList('HYOKD_BENCH_THREADS', [1, 2]);
+  const lanesList = intList('HYOKD_BENCH_LANES', [1, 2, 4, 8]);
+  const machine = machineInfo();
+  const dir = mkdtempSync(join(tmpdir(), 'hyokd-bench-'));
+  const cleanup = () => rmSync(dir, { recursive: true, force: true });
+  const onSignal = () => {
+    cleanup();
+    process.exit(130);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  const results = new Map<string, Measurement[]>();
+  let bench: Bench & { libraryVersion: string };
+  try {
+    bench = await provision(dir, timing);
+    const jobs: Job[] = [];
+    for (const t of threadsList) {
+      for (const name of ['c_loop', 'addon_batch', 'addon_single', 'addon_session_copy'] as const) {
+        jobs.push({ name, width: t });
+      }
+    }
+    for (const l of lanesList) jobs.push({ name: 'pkcs11js_async', width: l });
+    log(
+      `bench:native: ${jobs.length} cases x ${timing.rounds} round(s), ` +
+        `${timing.warmup} s warm-up + ${timing.seconds} s each${timing.quick ? ' (QUICK)' : ''}`,
+    );
+    for (let r = 0; r < timing.rounds; r++) {
+      // Alternate the order so slow drift on the machine does not always hit the same cases.
+      const order = r % 2 === 0 ? jobs : [...jobs].reverse();
+      for (const j of order) {
+        const m = await runJob(bench, j);
+        const list = results.get(key(j)) ?? [];
+        list.push(m);
+        results.set(key(j), list);
+        log(
+          `  round ${r + 1} ${key(j).padEnd(22)} ${fmtRate(m.opsPerSec).padStart(8)} ops/s` +
+            `  cpu ${coresBusy(m).toFixed(2)} cores` +
+            (m.errors || m.mismatches ? `  ERRORS ${m.errors} MISMATCHES ${m.mismatches}` : ''),
+        );
+      }
+    }
+  } finally {
+    cleanup();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+
+  // --- reduce -----------------------------------------------------------------------
+  const bestOf = (k: string) => best((results.get(k) ?? []).map((m) => m.opsPerSec));
+  const roundValue = (k: string, r: number) => results.get(k)?.[r]?.opsPerSec ?? Number.NaN;
+  let pkBest = Number.NaN;
+  let pkLanes = 0;
+  for (const l of lanesList) {
+    const v = bestOf(`pkcs11js_async@${l}`);
+    if (!(v <= pkBest)) {
+      pkBest = v;
+      pkLanes = l;
+    }
+  }
+  const sets: SetFigures[] = threadsList.map((t) => {
+    const c = bestOf(`c_loop@${t}`);
+    const batch = bestOf(`addon_batch@${t}`);
+    const copy = bestOf(`addon_session_copy@${t}`);
+    const perRound = (num: string) =>
+      median(
+        Array.from(
+          { length: timing.rounds },
+          (_, r) => roundValue(`${num}@${t}`, r) / roundValue(`c_loop@${t}`, r),
+        ),
+      );
+    return {
+      threads: t,
+      c_loop: Math.round(c),
+      addon_batch: Math.round(batch),
+      addon_single: Math.round(bestOf(`addon_single@${t}`)),
+      addon_session_copy: Math.round(copy),
+      pkcs11js_async: Math.round(pkBest),
+      pkcs11js_lanes: pkLanes,
+      ratio_vs_c: roundRatio(batch / c),
+      ratio_vs_pkcs11js: roundRatio(batch / pkBest),
+      ratio_session_copy_vs_c: roundRatio(copy / c),
+      round_ratio_vs_c: roundRatio(perRound('addon_batch')),
+      round_ratio_session_copy_vs_c: roundRatio(perRound('addon_session_copy')),
+    };
+  });
+  // The configuration reported on the JSON line: the thread count where the addon's
+  // batch path is fastest (ties go to fewer threads).
+  const chosen = sets.reduce((a, s) => (s.addon_batch > a.addon_batch ? s : a));
+
+  let errors = 0;
+  let mismatches = 0;
+  for (const ms of results.values())
+    for (const m of ms) {
+      errors += m.errors;
+      mismatches += m.mismatches;
+    }
+
+  // --- report -----------------------------------------------------------------------
+  const out: string[] = [];
+  out.push('hyokd native engine benchmark: AES-256-GCM decrypt, 32-byte DEK + 16-byte AAD, token-object KEK');
+  out.push('');
+  out.push('machine');
+  for (const l of describeMachine(machine)) out.push('  ' + l);
+  out.push(`  module:   ${bench.libraryVersion}`);
+  out.push('');
+  out.push('method');
+  out.push(
+    `  one fresh SoftHSM2 token in a temp dir; ${SAMPLE_COUNT} distinct ciphertexts (own IV and AAD), every plaintext checked`,
+  );
+  out.push(
+    `  each case: ${timing.warmup} s warm-up, then ${timing.seconds} s measured; ${timing.rounds} round(s),`,
+  );
+  out.push(
+    '  order reversed every other round; figure per case = BEST round (interference only slows a run)',
+  );
+  out.push('  c_loop: C, one session per thread, C_DecryptInit+C_Decrypt in a loop, own process');
+  out.push(
+    `  addon_batch: NativeBackend.batch(), ${BATCH_SIZE} items per batch, ${BATCHES_IN_FLIGHT} batches in flight`,
+  );
+  out.push(`  addon_single: NativeBackend.run(), ${SINGLES_IN_FLIGHT} calls in flight`);
+  out.push('  addon_session_copy: addon_batch with sessionObjectCopies: true');
+  out.push(
+    `  pkcs11js_async: pkcs11js C_DecryptInit (sync) + C_DecryptAsync, one session per lane, lanes ${lanesList.join('/')},` +
+      ' CKF_OS_LOCKING_OK, default libuv pool, own process; the best lane count is used for every thread set',
+  );
+  out.push(
+    '  threads = C threads = addon worker sessions; cpu = user+sys of the measuring process / wall time',
+  );
+  out.push('');
+  const rows: string[][] = [];
+  for (const [k, ms] of results) {
+    const b = ms.reduce((a, m) => (m.opsPerSec > a.opsPerSec ? m : a));
+    rows.push([
+      k,
+      ...ms.map((m) => fmtRate(m.opsPerSec)),
+      fmtRate(b.opsPerSec),
+      coresBusy(b).toFixed(2),
+      cpuMicrosPerOp(b).toFixed(1),
+      String(ms.reduce((a, m) => a + m.errors, 0)),
+      String(ms.reduce((a, m) => a + m.mismatches, 0)),
+    ]);
+  }
+  out.push(
+    table(
+      [
+        'case@threads|lanes',
+        ...Array.from({ length: timing.rounds }, (_, r) => `round ${r + 1}`),
+        'best ops/s',
+        'cpu cores',
+        'cpu us/op',
+        'errors',
+        'mismatch',
+      ],
+      rows,
+    ),
+  );
+  out.push('');
+  out.push(
+    table(
+      [
+        'threads',
+        'c_loop',
+        'addon_batch',
+        'addon_single',
+        'session_copy',
+        'pkcs11js (lanes)',
+        'vs C',
+        'vs pkcs11js',
+        'copy vs C',
+      ],
+      sets.map((s) => [
+        String(s.threads),
+        fmtRate(s.c_loop),
+        fmtRate(s.addon_batch),
+        fmtRate(s.addon_single),
+        fmtRate(s.addon_session_copy),
+        `${fmtRate(s.pkcs11js_async)} (${s.pkcs11js_lanes})`,
+        fmtRatio(s.ratio_vs_c),
+        fmtRatio(s.ratio_vs_pkcs11js),
+        fmtRatio(s.ratio_session_copy_vs_c),
+      ]),
+    ),
+  );
+  out.push('');
+  out.push(`reported configuration: ${chosen.threads} thread(s) (the faster addon_batch of the sets above)`);
+  out.push(`  ratio_vs_c               ${fmtAgainstTarget(chosen.ratio_vs_c, TARGETS.ratio_vs_c)}`);
+  out.push(
+    `  ratio_vs_pkcs11js        ${fmtAgainstTarget(chosen.ratio_vs_pkcs11js, TARGETS.ratio_vs_pkcs11js)}`,
+  );
+  out.push(
+    `  ratio_session_copy_vs_c  ${fmtAgainstTarget(chosen.ratio_session_copy_vs_c, TARGETS.ratio_session_copy_vs_c)}`,
+  );
+  out.push(
+    `  same ratios within each round (median): vs C ${fmtRatio(chosen.round_ratio_vs_c)},` +
+      ` copy vs C ${fmtRatio(chosen.round_ratio_session_copy_vs_c)}`,
+  );
+  if (errors || mismatches) out.push(`WARNING: ${errors} errors and ${mismatches} wrong plaintexts in total`);
+  process.stdout.write(out.join('\n') + '\n');
+  const json = {
+    threads: chosen.threads,
+    c_loop: chosen.c_loop,
+    addon_batch: chosen.addon_batch,
+    addon_single: chosen.addon_single,
+    addon_session_copy: chosen.addon_session_copy,
+    pkcs11js_async: chosen.pkcs11js_async,
+    ratio_vs_c: chosen.ratio_vs_c,
+    ratio_vs_pkcs11js: chosen.ratio_vs_pkcs11js,
+    ratio_session_copy_vs_c: chosen.ratio_session_copy_vs_c,
+    pkcs11js_lanes: chosen.pkcs11js_lanes,
+    reduce: `best of ${timing.rounds}`,
+    seconds: timing.seconds,
+    errors,
+    mismatches,
+    sets,
+  };
+  process.stdout.write(JSON.stringify(json) + '\n');
+  if (errors || mismatches) process.exitCode = 1;
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`bench:native failed: ${(e as Error).stack ?? String(e)}\n`);
+  process.exit(1);
+});
