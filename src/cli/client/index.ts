@@ -3,7 +3,7 @@
 //   data plane   generate-data-key, wrap, unwrap, batch-wrap, batch-unwrap, get-key
 //   admin        keys create|list|get|rotate|enable|disable|delete|recover|purge|adopt|
 //                backup|restore|import|import-key;  policy show|explain
-//   local        policy check FILE;  audit verify|tail|search
+//   local        policy check FILE;  audit verify|tail|search;  byok pack
 //
 // Exit codes: 0 ok, 1 the call or check failed (code, reason and safe message printed),
 // 2 usage error (the message names the flag). --json prints machine-readable output.
@@ -14,6 +14,7 @@ import type { Command } from 'commander';
 import { registerAdminCommands } from './admin-commands.js';
 import { registerAuditCommands } from './audit-commands.js';
 import { registerBatchCommands } from './batch-commands.js';
+import { registerByokCommands } from './byok-commands.js';
 import { processIo, type CliIo } from './cli-io.js';
 import { registerDataCommands } from './data-commands.js';
 import { registerPolicyCommands } from './policy-commands.js';
@@ -44,6 +45,7 @@ export function registerClientCommands(program: Command, io: CliIo = processIo):
   registerDataCommands(program, io);
   registerBatchCommands(program, io);
   registerAdminCommands(program, io);
+  registerByokCommands(program, io);
   registerPolicyCommands(program, io);
   registerAuditCommands(program, io);
 }
