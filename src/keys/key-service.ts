@@ -261,6 +261,11 @@ function checkOperations(kind: KeyKind, ops: KeyOperation[] | undefined): KeyOpe
   return out;
 }
 
+/** SoftHSM2 reports CKA_VALUE_LEN 0 for unwrapped keys: 0 means unknown, not wrong. */
+function aesLenOk(a: ObjectAttributes): boolean {
+  return a.valueLen === undefined || a.valueLen === 0 || a.valueLen === 32;
+}
+
 function validated<T>(fn: () => T): T {
   try {
     return fn();
@@ -943,7 +948,7 @@ export class KeyService implements KeyResolver {
       const handle = handles[0]!;
       const a = await this.#attrs(handle);
       const fits =
-        (kind === 'aes-256' && a.keyType === 'aes' && (a.valueLen === undefined || a.valueLen === 32)) ||
+        (kind === 'aes-256' && a.keyType === 'aes' && aesLenOk(a)) ||
         (kind === 'rsa-3072' &&
           a.keyType === 'rsa' &&
           (a.modulus === undefined || a.modulus.length === 384)) ||
@@ -1188,7 +1193,7 @@ export class KeyService implements KeyResolver {
         const a = await this.#attrs(handle);
         const ok =
           kind === 'aes-256'
-            ? a.keyType === 'aes' && (a.valueLen === undefined || a.valueLen === 32)
+            ? a.keyType === 'aes' && aesLenOk(a)
             : a.keyType === 'rsa' && a.modulus !== undefined && a.modulus.length === 384;
         if (!ok) throw err('KEY_KIND_MISMATCH');
         if (kind !== 'aes-256') spki = spkiFromAttributes(a);
