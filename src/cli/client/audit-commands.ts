@@ -67,8 +67,6 @@ export function registerAuditCommands(program: Command, io: CliIo): void {
     allowPrunedHead?: boolean;
     json?: boolean;
   }>(verify, io, async ([dirArg], o) => {
-    const dir = auditDir(dirArg, io);
-    await requireDir(dir);
     const opts: VerifyOptions = {
       allowTornTail: o.allowTornTail === true,
       allowPrunedHead: o.allowPrunedHead === true,
@@ -96,6 +94,8 @@ export function registerAuditCommands(program: Command, io: CliIo): void {
         return { seq: Number(m[1]), hash: m[2]! };
       });
     }
+    const dir = auditDir(dirArg, io);
+    await requireDir(dir);
     const report = await verifyAuditDir(dir, opts);
     const line = formatVerifyReport(report);
     if (o.json) io.out(JSON.stringify({ dir, ...report }) + '\n');
