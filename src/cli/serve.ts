@@ -1,0 +1,240 @@
+// `hyokd serve`: load the configuration, prepare the embedded default when the config
+// still points at it, open HSM, store, keys, policy and audit, and serve hyok.v1 over
+// mutual TLS until SIGTERM/SIGINT. SIGHUP reloads the TLS certificates + trust bundle
+// and the policy file without dropping established calls.
+import { mkdirSync } from 'node:fs';
+import { join, relative, isAbsolute } from 'node:path';
+import type { Command } from 'commander';
+import { AuditWriter, HsmAuditSigner } from '../audit/index.js';
+import { ConfigError, loadConfig, readPin, type Config } from '../config/index.js';
+import { NativeBackend } from '../hsm/native-backend.js';
+import { KeyService } from '../keys/index.js';
+import { createLogger, type Logger } from '../log.js';
+import { PolicyHolder } from '../policy/index.js';
+import { noopObserver, type CallObserver } from '../server/observer.js';
+import type { AuditSink } from '../server/pipeline.js';
+import { HyokServer, type ExtraService } from '../server/server.js';
+import { ReloadableTls } from '../server/tls-credentials.js';
+import { openSqliteStore, type SqliteMetadataStore } from '../store/index.js';
+import {
+  DEMO_KEY,
+  ensureDemoKey,
+  prepareEmbeddedHome,
+  usesDevPki,
+  usesEmbeddedHsm,
+} from './embedded-default.js';
+
+/** CKA_ID of the audit checkpoint signing key pair on the token. */
+export const AUDIT_KEY_ID = Buffer.from('hyokd-audit-signing-1', 'utf8');
+
+export interface DaemonOptions {
+  observer?: CallObserver;
+  /** Extra services on the same server (admin …), built from the daemon's parts. */
+  services?: (parts: DaemonParts) => ExtraService[];
+  log?: Logger;
+}
+
+export interface DaemonParts {
+  config: Config;
+  log: Logger;
+  hsm: NativeBackend;
+  store: SqliteMetadataStore;
+  keys: KeyService;
+  policy: PolicyHolder;
+  audit: AuditWriter | null;
+}
+
+export interface Daemon extends DaemonParts {
+  server: HyokServer;
+  /** Human-readable lines for the operator: what was created and how to call the server. */
+  banner: string[];
+  /** SIGHUP: TLS material and policy. */
+  reload(): Promise<void>;
+  shutdown(): Promise<{ drained: boolean }>;
+}
+
+async function openAuditSigner(hsm: NativeBackend): Promise<HsmAuditSigner> {
+  try {
+    return await HsmAuditSigner.load(hsm, AUDIT_KEY_ID);
+  } catch {
+    const { handles } = await hsm.run({ op: 'find', cls: 'private', id: AUDIT_KEY_ID });
+    if (handles.length > 0) throw new Error('the audit signing key on the token is unusable');
+    return HsmAuditSigner.generate(hsm, { id: AUDIT_KEY_ID, label: 'hyokd:audit-signing' });
+  }
+}
+
+/** Starts the daemon from a loaded configuration. */
+export async function startDaemon(config: Config, opts: DaemonOptions = {}): Promise<Daemon> {
+  const log = opts.log ?? createLogger({ level: config.log.level });
+  mkdirSync(config.home, { recursive: true, mode: 0o700 });
+  const setup = await prepareEmbeddedHome(config);
+  const created = [...setup.created];
+
+  const pin = readPin(config);
+  const hsm = await NativeBackend.open({
+    modulePath: config.hsm.module,
+    ...(config.hsm.tokenLabel !== null ? { tokenLabel: config.hsm.tokenLabel } : {}),
+    ...(config.hsm.tokenSerial !== null ? { tokenSerial: config.hsm.tokenSerial } : {}),
+    pin,
+    ...(config.hsm.sessions !== null ? { sessions: config.hsm.sessions } : {}),
+    queueCapacity: config.hsm.queueCapacity,
+    sessionObjectCopies: config.hsm.sessionObjectCopies,
+    opTimeoutMs: config.hsm.opTimeoutMs,
+  });
+  pin.fill(0);
+  const store = openSqliteStore({ path: config.store.path });
+  const keys = new KeyService({ hsm, store, log });
+  let audit: AuditWriter | null = null;
+  if (config.audit.enabled) {
+    audit = await AuditWriter.open({
+      dir: config.audit.dir,
+      signer: await openAuditSigner(hsm),
+      maxFileBytes: config.audit.rotateBytes,
+      maxFileAgeMs: config.audit.rotateAgeMs,
+      checkpointEveryRecords: config.audit.checkpointEvery,
+      checkpointEveryMs: config.audit.checkpointIntervalMs,
+      writeTimeoutMs: config.audit.writeTimeoutMs,
+      groupCommitMaxDelayMs: config.audit.groupCommitMaxDelayMs,
+      logger: log,
+    });
+  } else {
+    log.warn({}, 'audit log DISABLED by configuration (audit.enabled=false): use only for benchmarks');
+  }
+  const policy = await PolicyHolder.fromFile(config.policy.file);
+  if (usesEmbeddedHsm(config) && (await ensureDemoKey(keys)))
+    created.push(`demo KEK "${DEMO_KEY}" (AES-256)`);
+
+  const tls = await ReloadableTls.fromFiles(config.server.tls);
+  const parts: DaemonParts = { config, log, hsm, store, keys, policy, audit };
+  const s = config.server;
+  const server = await HyokServer.start({
+    deps: {
+      hsm,
+      keys,
+      policy,
+      audit: audit as AuditSink | null,
+      observer: opts.observer ?? noopObserver,
+      log,
+      limits: {
+        maxBatchItems: s.maxBatchItems,
+        maxDekBytes: s.maxDekBytes,
+        maxAadBytes: s.maxAadBytes,
+        maxContextEntries: s.maxContextEntries,
+      },
+    },
+    tls,
+    listen: s.listen,
+    transport: {
+      keepaliveTimeMs: s.keepaliveTimeMs,
+      keepaliveTimeoutMs: s.keepaliveTimeoutMs,
+      maxConnectionAgeMs: s.maxConnectionAgeMs,
+      maxConnectionAgeGraceMs: s.maxConnectionAgeGraceMs,
+      maxMessageBytes: s.maxMessageBytes,
+      drainTimeoutMs: s.drainTimeoutMs,
+    },
+    services: opts.services?.(parts) ?? [],
+    closeAfterDrain: [
+      { name: 'keys', close: () => keys.stop() },
+      ...(audit ? [{ name: 'audit', close: () => audit.close() }] : []),
+      { name: 'hsm', close: () => hsm.close() },
+      { name: 'store', close: () => store.close() },
+    ],
+  });
+
+  const banner = firstRunBanner(config, server.address, created, usesDevPki(config));
+  return {
+    ...parts,
+    server,
+    banner,
+    async reload() {
+      await server.reloadTls();
+      const r = await policy.reload();
+      if (r.ok) log.info({ generation: r.generation }, 'policy reloaded');
+      else log.error({ problems: r.problems }, 'policy reload failed; keeping the previous policy');
+    },
+    shutdown: () => server.shutdown(),
+  };
+}
+
+function shown(path: string): string {
+  const rel = relative(process.cwd(), path);
+  return rel !== '' && !rel.startsWith('..') && !isAbsolute(rel) ? rel : path;
+}
+
+/** The operator message: what was created, and exactly how to call the server. */
+export function firstRunBanner(
+  config: Config,
+  address: string,
+  created: string[],
+  devPki: boolean,
+): string[] {
+  const lines: string[] = [];
+  if (created.length > 0) {
+    lines.push(`hyokd: first run in ${shown(config.home)}: created`);
+    for (const c of created) lines.push(`  - ${c}`);
+  }
+  lines.push(`hyokd: serving hyok.v1 on ${address} (mutual TLS; health and reflection enabled)`);
+  if (!devPki) return lines;
+  const pki = join(config.home, 'pki');
+  const bundle = shown(join(pki, 'client.bundle.pem'));
+  const endpoint = `--endpoint ${address}`;
+  const home = shown(config.home);
+  const cli = 'node dist/src/cli/main.js';
+  const env = home === 'var' ? '' : `HYOKD_HOME=${home} `;
+  lines.push(
+    '',
+    'Call it with the CLI (client certificate bundle ' + bundle + '):',
+    `  ${env}${cli} generate-data-key --key ${DEMO_KEY} ${endpoint} --bundle ${bundle}`,
+    `  ${env}${cli} wrap --key ${DEMO_KEY} --dek-base64 $(head -c 32 /dev/urandom | base64) ${endpoint} --bundle ${bundle}`,
+    `  ${env}${cli} unwrap --envelope-base64 <envelope printed above> ${endpoint} --bundle ${bundle}`,
+    `  ${env}${cli} get-key ${DEMO_KEY} ${endpoint} --bundle ${bundle}`,
+    '',
+    'or with grpcurl (the server offers reflection):',
+    `  grpcurl -cacert ${shown(join(pki, 'ca.pem'))} -cert ${shown(join(pki, 'client.pem'))} -key ${shown(join(pki, 'client.key'))} -d '{"key_name":"${DEMO_KEY}"}' ${address} hyok.v1.Hyok/GenerateDataKey`,
+    '',
+    `Admin certificate bundle: ${shown(join(pki, 'admin.bundle.pem'))}. SIGHUP reloads certificates and policy; SIGTERM drains and stops.`,
+  );
+  return lines;
+}
+
+/** Registers `serve` on the program. */
+export function registerServeCommand(program: Command): void {
+  program
+    .command('serve')
+    .description('run the daemon (creates the embedded default under HYOKD_HOME on first run)')
+    .option('-c, --config <file>', 'YAML configuration file (default $HYOKD_CONFIG, else built-in defaults)')
+    .action(async (o: { config?: string }) => {
+      let config: Config;
+      try {
+        config = loadConfig(o.config !== undefined ? { file: o.config } : {});
+      } catch (e) {
+        if (e instanceof ConfigError) {
+          process.stderr.write(
+            `hyokd: invalid configuration:\n${e.problems.map((p) => `  ${p}`).join('\n')}\n`,
+          );
+          process.exitCode = 2;
+          return;
+        }
+        throw e;
+      }
+      const daemon = await startDaemon(config);
+      process.stderr.write(daemon.banner.join('\n') + '\n');
+      process.on('SIGHUP', () => {
+        daemon.log.info({ signal: 'SIGHUP' }, 'reloading certificates and policy');
+        void daemon.reload();
+      });
+      let stopping = false;
+      const stop = (signal: string) => {
+        if (stopping) return;
+        stopping = true;
+        daemon.log.info({ signal }, 'stopping');
+        void daemon.shutdown().then(({ drained }) => {
+          process.exitCode = drained ? 0 : 1;
+          daemon.log.flush?.();
+          setTimeout(() => process.exit(), 50).unref();
+        });
+      };
+      process.on('SIGTERM', () => stop('SIGTERM'));
+      process.on('SIGINT', () => stop('SIGINT'));
+    });
+}
