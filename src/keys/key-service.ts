@@ -840,7 +840,7 @@ export class KeyService implements KeyResolver {
           keyName: k.name,
           detail: {
             reason: 'retention-ended',
-            versions: k.primaryVersion ?? 0,
+            primaryVersion: k.primaryVersion ?? 0,
             scheduledPurgeAt: k.scheduledPurgeAt ?? 0,
           },
         });
