@@ -11,7 +11,7 @@ import { CallError, callUnary, createHyokClient, readClientTls } from '../../src
 import { HyokError, toGrpcError, toItemStatus, OK_ITEM_STATUS } from '../../src/errors.js';
 import { rewrapDek } from '../../src/rewrap.js';
 import { DEV_CLIENT_ID } from '../../src/pki/index.js';
-import { jsonLines, makePki, runCli, startStubServer, tempDir, ts, type TestPki } from './client-harness.js';
+import { jsonLines, makePki, runCli, startStubServer, tempDir, ts } from './client-harness.js';
 
 const ENV_PREFIX = Buffer.from('ENV:');
 /** The stub's "envelope": a prefix, the key name, a separator, then the DEK. Tests only. */
