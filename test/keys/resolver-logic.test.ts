@@ -82,7 +82,7 @@ t.test('concurrent rotations of one key are serialized', async (t) => {
 });
 
 t.test('reconcile: every intent kind', async (t) => {
-  const { hsm, store, keys } = setup();
+  const { hsm, store } = setup();
   const id = Buffer.from('00112233445566778899aabbccddeeff', 'hex');
   const gen = async (i: Buffer) =>
     hsm.run({ op: 'generateKey', keyBits: 256, spec: { id: i, label: 'x', usage: { encrypt: true } } });
