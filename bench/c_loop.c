@@ -15,7 +15,8 @@
  * directory (read by the module at C_Initialize).
  *
  * Prints one JSON line on stdout: threads, ops, seconds, ops_per_sec, errors, mismatches,
- * cpu_seconds (user+system of the whole process during the measured window), per_thread.
+ * cpu_seconds (user+system of the whole process during the measured window),
+ * system_busy_seconds (of the whole machine, same window), per_thread.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -66,6 +67,20 @@ static double cpu_seconds(void) {
   getrusage(RUSAGE_SELF, &ru);
   return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
          (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+/* Busy CPU seconds of the whole machine (all cores) from /proc/stat, or -1. Compared with
+ * cpu_seconds it tells how much of the shared machine other processes took. */
+static double system_busy_seconds(void) {
+  FILE* f = fopen("/proc/stat", "r");
+  if (f == NULL) return -1;
+  unsigned long long v[8] = {0};
+  int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+                 &v[4], &v[5], &v[6], &v[7]);
+  fclose(f);
+  if (n != 8) return -1;
+  /* user nice system (idle iowait) irq softirq steal; USER_HZ is 100 on Linux. */
+  return (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / 100.0;
 }
 
 static void sleep_until(double t) {
@@ -279,9 +294,9 @@ int main(void) {
   t_end = t_warm_end + seconds;
   pthread_barrier_wait(&start_barrier);
   sleep_until(t_warm_end);
-  double cpu0 = cpu_seconds();
+  double cpu0 = cpu_seconds(), sys0 = system_busy_seconds();
   sleep_until(t_end);
-  double cpu1 = cpu_seconds();
+  double cpu1 = cpu_seconds(), sys1 = system_busy_seconds();
   for (long i = 0; i < threads; i++) pthread_join(res[i].thread, NULL);
 
   uint64_t ops = 0, errors = 0, mismatches = 0;
@@ -294,9 +309,11 @@ int main(void) {
   }
   printf(
       "{\"threads\":%ld,\"ops\":%llu,\"seconds\":%.3f,\"ops_per_sec\":%.1f,\"errors\":%llu,"
-      "\"mismatches\":%llu,\"first_error\":%lu,\"cpu_seconds\":%.3f,\"per_thread\":[",
+      "\"mismatches\":%llu,\"first_error\":%lu,\"cpu_seconds\":%.3f,"
+      "\"system_busy_seconds\":%.2f,\"per_thread\":[",
       threads, (unsigned long long)ops, seconds, (double)ops / seconds, (unsigned long long)errors,
-      (unsigned long long)mismatches, (unsigned long)first_error, cpu1 - cpu0);
+      (unsigned long long)mismatches, (unsigned long)first_error, cpu1 - cpu0,
+      sys0 < 0 || sys1 < 0 ? -1.0 : sys1 - sys0);
   for (long i = 0; i < threads; i++) printf("%s%llu", i ? "," : "", (unsigned long long)res[i].ops);
   printf("]}\n");
   fflush(stdout);

@@ -9,7 +9,7 @@
 //
 // Each set runs with 1 and with 2 threads (C threads = addon worker sessions), in rounds
 // whose order alternates; each case keeps its best round. Usage:
-//   npm run bench:native                    (3 s per case, 1 s warm-up, 2 rounds)
+//   npm run bench:native                    (2 s per case, 0.5 s warm-up, 4 rounds)
 //   HYOKD_BENCH_QUICK=1 npm run bench:native (smoke run)
 // Environment: HYOKD_BENCH_SECONDS, _WARMUP, _ROUNDS, _QUICK (see bench/lib/timing.ts),
 // HYOKD_BENCH_THREADS (default "1,2"), HYOKD_BENCH_LANES (pkcs11js, default "1,2,4,8").
@@ -26,7 +26,7 @@ import { buildCLoop } from './lib/c-build.js';
 import { runJsonChild } from './lib/child.js';
 import { fmtAgainstTarget, fmtRate, fmtRatio, roundRatio, table } from './lib/format.js';
 import { describeMachine, machineInfo } from './lib/machine.js';
-import { coresBusy, cpuMicrosPerOp, type Measurement } from './lib/measurement.js';
+import { coresBusy, cpuMicrosPerOp, otherCores, type Measurement } from './lib/measurement.js';
 import { repoRoot } from './lib/paths.js';
 import { randomPlain, writeSamples, type Sample } from './lib/samples.js';
 import { best, median } from './lib/stats.js';
@@ -142,6 +142,10 @@ function fromChildJson(j: Record<string, unknown>, detail: Record<string, unknow
     errors: Number(j.errors),
     mismatches: Number(j.mismatches),
     cpuSeconds: Number(j.cpu_seconds),
+    systemBusySeconds:
+      j.system_busy_seconds === null || Number(j.system_busy_seconds) < 0
+        ? Number.NaN
+        : Number(j.system_busy_seconds),
     detail,
   };
 }
@@ -259,7 +263,7 @@ async function main(): Promise<void> {
         results.set(key(j), list);
         log(
           `  round ${r + 1} ${key(j).padEnd(22)} ${fmtRate(m.opsPerSec).padStart(8)} ops/s` +
-            `  cpu ${coresBusy(m).toFixed(2)} cores` +
+            `  cpu ${coresBusy(m).toFixed(2)} cores, others ${otherCores(m).toFixed(2)}` +
             (m.errors || m.mismatches ? `  ERRORS ${m.errors} MISMATCHES ${m.mismatches}` : ''),
         );
       }
@@ -361,6 +365,7 @@ async function main(): Promise<void> {
       fmtRate(b.opsPerSec),
       coresBusy(b).toFixed(2),
       cpuMicrosPerOp(b).toFixed(1),
+      ms.map((m) => otherCores(m).toFixed(2)).join('/'),
       String(ms.reduce((a, m) => a + m.errors, 0)),
       String(ms.reduce((a, m) => a + m.mismatches, 0)),
     ]);
@@ -373,6 +378,7 @@ async function main(): Promise<void> {
         'best ops/s',
         'cpu cores',
         'cpu us/op',
+        'others (per round)',
         'errors',
         'mismatch',
       ],

@@ -11,6 +11,8 @@ export interface Measurement {
   mismatches: number;
   /** user + system CPU of the whole measuring process during the window. */
   cpuSeconds: number;
+  /** Busy CPU seconds of the whole machine during the window (NaN if unknown). */
+  systemBusySeconds: number;
   /** Runner-specific detail (lanes, per-thread counts, error codes). */
   detail?: Record<string, unknown>;
 }
@@ -18,6 +20,11 @@ export interface Measurement {
 /** CPU cores kept busy on average: cpuSeconds / seconds. */
 export function coresBusy(m: Measurement): number {
   return m.seconds > 0 ? m.cpuSeconds / m.seconds : Number.NaN;
+}
+
+/** Cores that other processes kept busy during the window: the noise on a shared machine. */
+export function otherCores(m: Measurement): number {
+  return m.seconds > 0 ? Math.max(0, m.systemBusySeconds - m.cpuSeconds) / m.seconds : Number.NaN;
 }
 
 /** Microseconds of CPU (all threads of the measuring process) per correct operation. */

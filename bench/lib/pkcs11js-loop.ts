@@ -9,6 +9,7 @@
 // Prints one JSON line: the fields of a Measurement plus lanes.
 import pkcs11js from 'pkcs11js';
 import { readSamples } from './samples.js';
+import { systemBusySeconds } from './procstat.js';
 import { nowSec, sleep } from './timing.js';
 
 function need(name: string): string {
@@ -95,11 +96,15 @@ async function main(): Promise<void> {
 
   let cpu0: NodeJS.CpuUsage | undefined;
   let cpu1: NodeJS.CpuUsage | undefined;
+  let sys0 = Number.NaN;
+  let sys1 = Number.NaN;
   const sampler = (async () => {
     await sleep(Math.max(0, (warmEnd - nowSec()) * 1000));
     cpu0 = process.cpuUsage();
+    sys0 = systemBusySeconds();
     await sleep(Math.max(0, (end - nowSec()) * 1000));
     cpu1 = process.cpuUsage(cpu0);
+    sys1 = systemBusySeconds();
   })();
   await Promise.all([...Array.from({ length: lanes }, (_, k) => lane(k)), sampler]);
   const cpuSeconds = cpu1 ? (cpu1.user + cpu1.system) / 1e6 : Number.NaN;
@@ -116,6 +121,7 @@ async function main(): Promise<void> {
       errors,
       mismatches,
       cpu_seconds: cpuSeconds,
+      system_busy_seconds: sys1 - sys0,
       codes,
     }) + '\n',
   );

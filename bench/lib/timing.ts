@@ -1,7 +1,8 @@
 // Durations of the benchmarks, from the environment:
-//   HYOKD_BENCH_SECONDS  measured seconds per case (default 3)
-//   HYOKD_BENCH_WARMUP   warm-up seconds before each measurement (default 1)
-//   HYOKD_BENCH_ROUNDS   rounds of the whole set (default 2)
+//   HYOKD_BENCH_SECONDS  measured seconds per case (default 2)
+//   HYOKD_BENCH_WARMUP   warm-up seconds before each measurement (default 0.5)
+//   HYOKD_BENCH_ROUNDS   rounds of the whole set (default 4; short, many rounds pair
+//                        the cases more closely in time on a noisy machine)
 //   HYOKD_BENCH_QUICK=1  smoke run: 0.5 s, 0.2 s warm-up, 1 round (explicit values still win)
 
 export interface Timing {
@@ -25,9 +26,9 @@ export function timingFromEnv(): Timing {
   const quick = ['1', 'true', 'yes'].includes((process.env.HYOKD_BENCH_QUICK ?? '').toLowerCase());
   return {
     quick,
-    seconds: num('HYOKD_BENCH_SECONDS', quick ? 0.5 : 3, 0.1, 600),
-    warmup: num('HYOKD_BENCH_WARMUP', quick ? 0.2 : 1, 0, 60),
-    rounds: Math.round(num('HYOKD_BENCH_ROUNDS', quick ? 1 : 2, 1, 20)),
+    seconds: num('HYOKD_BENCH_SECONDS', quick ? 0.5 : 2, 0.1, 600),
+    warmup: num('HYOKD_BENCH_WARMUP', quick ? 0.2 : 0.5, 0, 60),
+    rounds: Math.round(num('HYOKD_BENCH_ROUNDS', quick ? 1 : 4, 1, 20)),
   };
 }
 

@@ -1,0 +1,17 @@
+// System-wide CPU use from /proc/stat, to tell how much of the machine other processes
+// took while a case was measured (the machine is shared): busy(system) - own process.
+import { readFileSync } from 'node:fs';
+
+/** Busy CPU seconds of the whole machine since boot (all cores), or NaN off Linux. */
+export function systemBusySeconds(): number {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n')[0];
+    const f = line.trim().split(/\s+/).slice(1).map(Number);
+    // user nice system idle iowait irq softirq steal guest guest_nice; guest time is
+    // already counted in user, so it is left out; idle and iowait are not busy.
+    const busy = f[0] + f[1] + f[2] + f[5] + f[6] + f[7];
+    return busy / 100; // USER_HZ is 100 on Linux
+  } catch {
+    return Number.NaN;
+  }
+}
