@@ -1276,7 +1276,18 @@ export class KeyService implements KeyResolver {
 
   /**
    * A second hyokd (another store, an HSM that already holds the domain backup key with
-   * this CKA_ID, put there by the HSM's own cloning/backup) joins an existing domain.
+   * this CKA_ID) joins an existing domain.
+   *
+   * How the domain backup key reaches the second HSM: hyokd does not export it. It is
+   * created CKA_EXTRACTABLE=false, and C_WrapKey (which any export under another HSM's
+   * import key would need) refuses non-extractable keys; making it extractable would let
+   * anyone with a session on the token wrap it out under a key of their choosing, and the
+   * backend has no CKA_WRAP_WITH_TRUSTED/CKA_TRUSTED templates to narrow that. So there is
+   * no `exportDomainKeyFor`. Instead: HSMs of one cluster (Luna HA group, CloudHSM,
+   * nShield Security World) replicate the object with its CKA_ID; separate HSMs use the
+   * vendor's own secure cloning/backup of that one object (for SoftHSM2 in tests: a copy
+   * of the token directory). Then call joinDomain(domainId, backupKeyId) on the second
+   * daemon with the values initDomain returned on the first.
    */
   async joinDomain(
     domainId: string,
