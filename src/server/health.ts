@@ -1,6 +1,9 @@
 // grpc.health.v1 reflecting what the data plane depends on: NOT_SERVING while the HSM
 // is not ready (re-initializing, closed) or the audit sink cannot record; SERVING again
 // as soon as both recover. States are polled (cheap getters) on a short unref'd timer.
+// A module re-initialization that began and ended between two polls still counts: the
+// check after it reports NOT_SERVING once (watchers see the failure), the next one
+// SERVING if the HSM is ready again.
 import { HealthImplementation, type ServingStatus } from 'grpc-health-check';
 import type { Server } from '@grpc/grpc-js';
 import type { HsmBackend } from '../hsm/types.js';
@@ -16,6 +19,7 @@ export class HealthMonitor {
   #status: ServingStatus = 'UNKNOWN';
   #timer: NodeJS.Timeout | undefined;
   #shuttingDown = false;
+  #reinits = 0;
 
   constructor(opts: { hsm: HsmBackend; audit: AuditSink | null; log: Logger; services: string[] }) {
     this.#hsm = opts.hsm;
@@ -57,9 +61,12 @@ export class HealthMonitor {
   /** Recomputes the status now and publishes a change. */
   check(): ServingStatus {
     const hsmState = this.#hsm.state();
+    const reinits = hsmState === 'closed' ? this.#reinits : this.#hsm.counters().reinitializations;
+    const failedMeanwhile = reinits !== this.#reinits;
+    this.#reinits = reinits;
     const auditOk = this.#audit === null || this.#audit.healthy();
     const next: ServingStatus =
-      !this.#shuttingDown && hsmState === 'ready' && auditOk ? 'SERVING' : 'NOT_SERVING';
+      !this.#shuttingDown && hsmState === 'ready' && !failedMeanwhile && auditOk ? 'SERVING' : 'NOT_SERVING';
     if (next !== this.#status) {
       const level = next === 'SERVING' ? 'info' : 'warn';
       this.#log[level](
