@@ -222,6 +222,10 @@ interface SetFigures {
   /** The same ratios computed inside each round (cases measured minutes apart at most), median. */
   round_ratio_vs_c: number;
   round_ratio_session_copy_vs_c: number;
+  /** addon_batch / c_loop in operations per CPU-second of each process (best rounds). */
+  cpu_efficiency_vs_c: number;
+  /** Cores other processes took during the best rounds of c_loop and addon_batch (the larger). */
+  others_cores: number;
 }
 
 async function main(): Promise<void> {
@@ -276,6 +280,21 @@ async function main(): Promise<void> {
 
   // --- reduce -----------------------------------------------------------------------
   const bestOf = (k: string) => best((results.get(k) ?? []).map((m) => m.opsPerSec));
+  const bestRound = (k: string): Measurement | undefined =>
+    (results.get(k) ?? []).reduce<Measurement | undefined>(
+      (a, m) => (a && a.opsPerSec >= m.opsPerSec ? a : m),
+      undefined,
+    );
+  // Operations per CPU-second of the measuring process in the best round: unlike
+  // throughput, barely moved by other processes taking cores away.
+  const perCpu = (k: string) => {
+    const m = bestRound(k);
+    return m && m.cpuSeconds > 0 ? m.ops / m.cpuSeconds : Number.NaN;
+  };
+  const othersIn = (k: string) => {
+    const m = bestRound(k);
+    return m ? otherCores(m) : Number.NaN;
+  };
   const roundValue = (k: string, r: number) => results.get(k)?.[r]?.opsPerSec ?? Number.NaN;
   let pkBest = Number.NaN;
   let pkLanes = 0;
@@ -310,6 +329,8 @@ async function main(): Promise<void> {
       ratio_session_copy_vs_c: roundRatio(copy / c),
       round_ratio_vs_c: roundRatio(perRound('addon_batch')),
       round_ratio_session_copy_vs_c: roundRatio(perRound('addon_session_copy')),
+      cpu_efficiency_vs_c: roundRatio(perCpu(`addon_batch@${t}`) / perCpu(`c_loop@${t}`)),
+      others_cores: Math.round(Math.max(othersIn(`c_loop@${t}`), othersIn(`addon_batch@${t}`)) * 100) / 100,
     };
   });
   // The configuration reported on the JSON line: the thread count where the addon's
@@ -425,6 +446,16 @@ async function main(): Promise<void> {
     `  same ratios within each round (median): vs C ${fmtRatio(chosen.round_ratio_vs_c)},` +
       ` copy vs C ${fmtRatio(chosen.round_ratio_session_copy_vs_c)}`,
   );
+  out.push(
+    `  addon_batch vs c_loop in operations per CPU-second: ${fmtRatio(chosen.cpu_efficiency_vs_c)}` +
+      ' (the addon process also pays for the JS thread)',
+  );
+  if (chosen.others_cores > 0.25) {
+    out.push(
+      `  NOTE: other processes kept ${chosen.others_cores.toFixed(2)} cores busy during these rounds; ` +
+        'throughput then reflects scheduler shares as much as engine cost (the C loop has fewer threads to share with)',
+    );
+  }
   if (errors || mismatches) out.push(`WARNING: ${errors} errors and ${mismatches} wrong plaintexts in total`);
   process.stdout.write(out.join('\n') + '\n');
   const json = {
