@@ -30,9 +30,11 @@ t.test('no domain: backup refused', async (t) => {
   t.equal(await code(keys.backupKey('early')), 'INVALID_REQUEST');
 });
 
-const domain = await keys.initDomain();
+// Set by the next subtest (subtests run in order; a top-level await would race the first).
+let domain: { domainId: string; backupKeyId: string };
 
 t.test('initDomain is once: a second call returns the same domain', async (t) => {
+  domain = await keys.initDomain();
   t.match(domain.domainId, /^[0-9a-f-]{36}$/);
   t.same(await keys.initDomain(), domain);
   t.equal(await objectsWithId(hsm, domain.backupKeyId), 1);
