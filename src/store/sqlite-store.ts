@@ -48,6 +48,7 @@ import {
 } from './validate.js';
 
 type Db = Database.Database;
+type Statement = Database.Statement;
 
 export const STORE_FILE_NAME = 'metadata.sqlite';
 const DAY_MS = 86_400_000;
@@ -242,10 +243,21 @@ function notFoundKey(name: string): StoreError {
 export class SqliteMetadataStore implements MetadataStore {
   readonly #db: Db;
   readonly #clock: () => number;
+  /** Prepared once per SQL text: preparing costs more than running on the hot read path. */
+  readonly #statements = new Map<string, Statement>();
 
   constructor(db: Db, clock: () => number) {
     this.#db = db;
     this.#clock = clock;
+  }
+
+  #stmt(sql: string): Statement {
+    let s = this.#statements.get(sql);
+    if (s === undefined) {
+      s = this.#db.prepare(sql);
+      this.#statements.set(sql, s);
+    }
+    return s;
   }
 
   /** Runs `fn` in one BEGIN IMMEDIATE transaction; any throw rolls everything back. */
@@ -264,7 +276,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   #keyRow(name: string): KeyRow | undefined {
-    return this.#db.prepare('SELECT * FROM keys WHERE name = ?').get(name) as KeyRow | undefined;
+    return this.#stmt('SELECT * FROM keys WHERE name = ?').get(name) as KeyRow | undefined;
   }
 
   #mustKey(name: string): KeyRow {
@@ -283,22 +295,20 @@ export class SqliteMetadataStore implements MetadataStore {
 
   #completeIntentIn(opts: CommitOptions | undefined): void {
     if (opts?.completeIntent === undefined) return;
-    const res = this.#db.prepare('DELETE FROM intents WHERE id = ?').run(opts.completeIntent);
+    const res = this.#stmt('DELETE FROM intents WHERE id = ?').run(opts.completeIntent);
     if (res.changes !== 1) {
       throw new StoreError(StoreCodes.NOT_FOUND, `intent ${opts.completeIntent} not found`);
     }
   }
 
   #insertVersion(keyName: string, version: number, v: NewVersion, now: number): void {
-    if (this.#db.prepare('SELECT 1 FROM key_versions WHERE cka_id = ?').get(v.ckaId)) {
+    if (this.#stmt('SELECT 1 FROM key_versions WHERE cka_id = ?').get(v.ckaId)) {
       throw new StoreError(StoreCodes.ALREADY_EXISTS, `a key version with CKA_ID ${v.ckaId} already exists`);
     }
-    this.#db
-      .prepare(
-        `INSERT INTO key_versions (key_name, version, cka_id, hsm_label, state, created_at, public_key_spki)
+    this.#stmt(
+      `INSERT INTO key_versions (key_name, version, cka_id, hsm_label, state, created_at, public_key_spki)
          VALUES (?, ?, ?, ?, ?, ?, ?)`,
-      )
-      .run(keyName, version, v.ckaId, v.hsmLabel, v.state ?? 'enabled', now, v.publicKeySpki ?? null);
+    ).run(keyName, version, v.ckaId, v.hsmLabel, v.state ?? 'enabled', now, v.publicKeySpki ?? null);
   }
 
   async createKey(key: NewKey, opts?: CommitOptions): Promise<KeyRecord> {
@@ -309,28 +319,26 @@ export class SqliteMetadataStore implements MetadataStore {
       }
       const now = this.#clock();
       const r = key.rotation ?? {};
-      this.#db
-        .prepare(
-          `INSERT INTO keys (name, kind, operations, state, created_at, updated_at, tags, retention_days,
+      this.#stmt(
+        `INSERT INTO keys (name, kind, operations, state, created_at, updated_at, tags, retention_days,
              purge_protection, rotation_period_days, expires_at, notify_before_days, primary_version, origin)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        )
-        .run(
-          key.name,
-          key.kind,
-          JSON.stringify(key.operations),
-          key.state ?? 'enabled',
-          now,
-          now,
-          JSON.stringify(key.tags ?? {}),
-          key.retentionDays,
-          key.purgeProtection ? 1 : 0,
-          r.rotationPeriodDays ?? null,
-          r.expiresAt ?? null,
-          r.notifyBeforeDays ?? null,
-          key.firstVersion ? 1 : null,
-          key.origin,
-        );
+      ).run(
+        key.name,
+        key.kind,
+        JSON.stringify(key.operations),
+        key.state ?? 'enabled',
+        now,
+        now,
+        JSON.stringify(key.tags ?? {}),
+        key.retentionDays,
+        key.purgeProtection ? 1 : 0,
+        r.rotationPeriodDays ?? null,
+        r.expiresAt ?? null,
+        r.notifyBeforeDays ?? null,
+        key.firstVersion ? 1 : null,
+        key.origin,
+      );
       if (key.firstVersion) this.#insertVersion(key.name, 1, key.firstVersion, now);
       this.#completeIntentIn(opts);
       return toKey(this.#mustKey(key.name));
@@ -358,7 +366,7 @@ export class SqliteMetadataStore implements MetadataStore {
         args.push(filter.namePrefix.length, filter.namePrefix);
       }
       const sql = `SELECT * FROM keys ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY name`;
-      return (this.#db.prepare(sql).all(...args) as KeyRow[]).map(toKey);
+      return (this.#stmt(sql).all(...args) as KeyRow[]).map(toKey);
     });
   }
 
@@ -368,9 +376,7 @@ export class SqliteMetadataStore implements MetadataStore {
     }
     return this.#tx(() => {
       this.#mustLive(name);
-      this.#db
-        .prepare('UPDATE keys SET state = ?, updated_at = ? WHERE name = ?')
-        .run(state, this.#clock(), name);
+      this.#stmt('UPDATE keys SET state = ?, updated_at = ? WHERE name = ?').run(state, this.#clock(), name);
       return toKey(this.#mustKey(name));
     });
   }
@@ -379,9 +385,11 @@ export class SqliteMetadataStore implements MetadataStore {
     checkTags(tags);
     return this.#tx(() => {
       this.#mustLive(name);
-      this.#db
-        .prepare('UPDATE keys SET tags = ?, updated_at = ? WHERE name = ?')
-        .run(JSON.stringify(tags), this.#clock(), name);
+      this.#stmt('UPDATE keys SET tags = ?, updated_at = ? WHERE name = ?').run(
+        JSON.stringify(tags),
+        this.#clock(),
+        name,
+      );
       return toKey(this.#mustKey(name));
     });
   }
@@ -390,18 +398,16 @@ export class SqliteMetadataStore implements MetadataStore {
     checkRotation(rotation);
     return this.#tx(() => {
       this.#mustLive(name);
-      this.#db
-        .prepare(
-          `UPDATE keys SET rotation_period_days = ?, expires_at = ?, notify_before_days = ?, updated_at = ?
+      this.#stmt(
+        `UPDATE keys SET rotation_period_days = ?, expires_at = ?, notify_before_days = ?, updated_at = ?
            WHERE name = ?`,
-        )
-        .run(
-          rotation.rotationPeriodDays ?? null,
-          rotation.expiresAt ?? null,
-          rotation.notifyBeforeDays ?? null,
-          this.#clock(),
-          name,
-        );
+      ).run(
+        rotation.rotationPeriodDays ?? null,
+        rotation.expiresAt ?? null,
+        rotation.notifyBeforeDays ?? null,
+        this.#clock(),
+        name,
+      );
       return toKey(this.#mustKey(name));
     });
   }
@@ -418,9 +424,10 @@ export class SqliteMetadataStore implements MetadataStore {
         );
       }
       if (row.purge_protection === 0 && on) {
-        this.#db
-          .prepare('UPDATE keys SET purge_protection = 1, updated_at = ? WHERE name = ?')
-          .run(this.#clock(), name);
+        this.#stmt('UPDATE keys SET purge_protection = 1, updated_at = ? WHERE name = ?').run(
+          this.#clock(),
+          name,
+        );
       }
       return toKey(this.#mustKey(name));
     });
@@ -430,12 +437,10 @@ export class SqliteMetadataStore implements MetadataStore {
     return this.#tx(() => {
       const row = this.#mustLive(name);
       const now = this.#clock();
-      this.#db
-        .prepare(
-          `UPDATE keys SET state = 'soft-deleted', state_before_delete = ?, deleted_at = ?,
+      this.#stmt(
+        `UPDATE keys SET state = 'soft-deleted', state_before_delete = ?, deleted_at = ?,
              scheduled_purge_at = ?, updated_at = ? WHERE name = ?`,
-        )
-        .run(row.state, now, now + row.retention_days * DAY_MS, now, name);
+      ).run(row.state, now, now + row.retention_days * DAY_MS, now, name);
       return toKey(this.#mustKey(name));
     });
   }
@@ -446,12 +451,10 @@ export class SqliteMetadataStore implements MetadataStore {
       if (row.state !== 'soft-deleted') {
         throw new StoreError(StoreCodes.FAILED_PRECONDITION, `key "${name}" is not deleted`);
       }
-      this.#db
-        .prepare(
-          `UPDATE keys SET state = state_before_delete, state_before_delete = NULL, deleted_at = NULL,
+      this.#stmt(
+        `UPDATE keys SET state = state_before_delete, state_before_delete = NULL, deleted_at = NULL,
              scheduled_purge_at = NULL, updated_at = ? WHERE name = ?`,
-        )
-        .run(this.#clock(), name);
+      ).run(this.#clock(), name);
       return toKey(this.#mustKey(name));
     });
   }
@@ -471,7 +474,7 @@ export class SqliteMetadataStore implements MetadataStore {
           `key "${name}" has purge protection; it can be purged from ${new Date(row.scheduled_purge_at ?? 0).toISOString()}`,
         );
       }
-      this.#db.prepare('DELETE FROM keys WHERE name = ?').run(name);
+      this.#stmt('DELETE FROM keys WHERE name = ?').run(name);
       this.#completeIntentIn(opts);
     });
   }
@@ -479,12 +482,10 @@ export class SqliteMetadataStore implements MetadataStore {
   async listDueForPurge(at: number): Promise<KeyRecord[]> {
     return this.#read(() =>
       (
-        this.#db
-          .prepare(
-            `SELECT * FROM keys WHERE state = 'soft-deleted' AND scheduled_purge_at <= ?
+        this.#stmt(
+          `SELECT * FROM keys WHERE state = 'soft-deleted' AND scheduled_purge_at <= ?
              ORDER BY scheduled_purge_at, name`,
-          )
-          .all(at) as KeyRow[]
+        ).all(at) as KeyRow[]
       ).map(toKey),
     );
   }
@@ -498,36 +499,36 @@ export class SqliteMetadataStore implements MetadataStore {
     return this.#tx(() => {
       this.#mustLive(keyName);
       const now = this.#clock();
-      const { n } = this.#db
-        .prepare('SELECT coalesce(max(version), 0) + 1 AS n FROM key_versions WHERE key_name = ?')
-        .get(keyName) as { n: number };
+      const { n } = this.#stmt(
+        'SELECT coalesce(max(version), 0) + 1 AS n FROM key_versions WHERE key_name = ?',
+      ).get(keyName) as { n: number };
       const makePrimary = opts?.makePrimary ?? true;
       if (makePrimary && version.state === 'disabled') {
         throw new StoreError(StoreCodes.INVALID_ARGUMENT, 'a disabled version cannot be made primary');
       }
       // The key row is updated first on purpose: if the version insert fails, the
       // transaction must take this update back with it.
-      this.#db
-        .prepare(
-          `UPDATE keys SET updated_at = ?, primary_version = CASE WHEN ? THEN ? ELSE primary_version END
+      this.#stmt(
+        `UPDATE keys SET updated_at = ?, primary_version = CASE WHEN ? THEN ? ELSE primary_version END
            WHERE name = ?`,
-        )
-        .run(now, makePrimary ? 1 : 0, n, keyName);
+      ).run(now, makePrimary ? 1 : 0, n, keyName);
       this.#insertVersion(keyName, n, version, now);
       this.#completeIntentIn(opts);
       return toVersion(
-        this.#db
-          .prepare('SELECT * FROM key_versions WHERE key_name = ? AND version = ?')
-          .get(keyName, n) as VersionRow,
+        this.#stmt('SELECT * FROM key_versions WHERE key_name = ? AND version = ?').get(
+          keyName,
+          n,
+        ) as VersionRow,
       );
     });
   }
 
   async getVersion(keyName: string, version: number): Promise<KeyVersionRecord | null> {
     return this.#read(() => {
-      const row = this.#db
-        .prepare('SELECT * FROM key_versions WHERE key_name = ? AND version = ?')
-        .get(keyName, version) as VersionRow | undefined;
+      const row = this.#stmt('SELECT * FROM key_versions WHERE key_name = ? AND version = ?').get(
+        keyName,
+        version,
+      ) as VersionRow | undefined;
       return row ? toVersion(row) : null;
     });
   }
@@ -535,7 +536,7 @@ export class SqliteMetadataStore implements MetadataStore {
   async getVersionByCkaId(ckaId: string): Promise<KeyVersionRecord | null> {
     checkCkaId(ckaId);
     return this.#read(() => {
-      const row = this.#db.prepare('SELECT * FROM key_versions WHERE cka_id = ?').get(ckaId) as
+      const row = this.#stmt('SELECT * FROM key_versions WHERE cka_id = ?').get(ckaId) as
         VersionRow | undefined;
       return row ? toVersion(row) : null;
     });
@@ -544,9 +545,9 @@ export class SqliteMetadataStore implements MetadataStore {
   async listVersions(keyName: string): Promise<KeyVersionRecord[]> {
     return this.#read(() =>
       (
-        this.#db
-          .prepare('SELECT * FROM key_versions WHERE key_name = ? ORDER BY version')
-          .all(keyName) as VersionRow[]
+        this.#stmt('SELECT * FROM key_versions WHERE key_name = ? ORDER BY version').all(
+          keyName,
+        ) as VersionRow[]
       ).map(toVersion),
     );
   }
@@ -557,7 +558,7 @@ export class SqliteMetadataStore implements MetadataStore {
     }
     return this.#tx(() => {
       const key = this.#mustLive(keyName);
-      const sel = this.#db.prepare('SELECT * FROM key_versions WHERE key_name = ? AND version = ?');
+      const sel = this.#stmt('SELECT * FROM key_versions WHERE key_name = ? AND version = ?');
       if (!sel.get(keyName, version)) {
         throw new StoreError(StoreCodes.NOT_FOUND, `version ${version} of key "${keyName}" not found`);
       }
@@ -568,10 +569,12 @@ export class SqliteMetadataStore implements MetadataStore {
         );
       }
       const now = this.#clock();
-      this.#db
-        .prepare('UPDATE key_versions SET state = ? WHERE key_name = ? AND version = ?')
-        .run(state, keyName, version);
-      this.#db.prepare('UPDATE keys SET updated_at = ? WHERE name = ?').run(now, keyName);
+      this.#stmt('UPDATE key_versions SET state = ? WHERE key_name = ? AND version = ?').run(
+        state,
+        keyName,
+        version,
+      );
+      this.#stmt('UPDATE keys SET updated_at = ? WHERE name = ?').run(now, keyName);
       return toVersion(sel.get(keyName, version) as VersionRow);
     });
   }
@@ -579,9 +582,10 @@ export class SqliteMetadataStore implements MetadataStore {
   async setPrimaryVersion(keyName: string, version: number): Promise<KeyRecord> {
     return this.#tx(() => {
       this.#mustLive(keyName);
-      const row = this.#db
-        .prepare('SELECT state FROM key_versions WHERE key_name = ? AND version = ?')
-        .get(keyName, version) as { state: string } | undefined;
+      const row = this.#stmt('SELECT state FROM key_versions WHERE key_name = ? AND version = ?').get(
+        keyName,
+        version,
+      ) as { state: string } | undefined;
       if (!row)
         throw new StoreError(StoreCodes.NOT_FOUND, `version ${version} of key "${keyName}" not found`);
       if (row.state !== 'enabled') {
@@ -590,9 +594,11 @@ export class SqliteMetadataStore implements MetadataStore {
           `version ${version} of "${keyName}" is disabled`,
         );
       }
-      this.#db
-        .prepare('UPDATE keys SET primary_version = ?, updated_at = ? WHERE name = ?')
-        .run(version, this.#clock(), keyName);
+      this.#stmt('UPDATE keys SET primary_version = ?, updated_at = ? WHERE name = ?').run(
+        version,
+        this.#clock(),
+        keyName,
+      );
       return toKey(this.#mustKey(keyName));
     });
   }
@@ -605,9 +611,13 @@ export class SqliteMetadataStore implements MetadataStore {
     const text = json(payload, 'intent payload');
     return this.#tx(() => {
       const id = randomUUID();
-      this.#db
-        .prepare('INSERT INTO intents (id, kind, key_name, payload, created_at) VALUES (?, ?, ?, ?, ?)')
-        .run(id, kind, keyName, text, this.#clock());
+      this.#stmt('INSERT INTO intents (id, kind, key_name, payload, created_at) VALUES (?, ?, ?, ?, ?)').run(
+        id,
+        kind,
+        keyName,
+        text,
+        this.#clock(),
+      );
       return id;
     });
   }
@@ -619,7 +629,7 @@ export class SqliteMetadataStore implements MetadataStore {
   async listOpenIntents(): Promise<IntentRecord[]> {
     return this.#read(() =>
       (
-        this.#db.prepare('SELECT * FROM intents ORDER BY created_at, rowid').all() as Array<{
+        this.#stmt('SELECT * FROM intents ORDER BY created_at, rowid').all() as Array<{
           id: string;
           kind: string;
           key_name: string | null;
@@ -637,7 +647,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   #domainRow(): DomainRecord | null {
-    const r = this.#db.prepare('SELECT * FROM domain WHERE singleton = 1').get() as
+    const r = this.#stmt('SELECT * FROM domain WHERE singleton = 1').get() as
       { domain_id: string; created_at: number; metadata: string } | undefined;
     return r
       ? {
@@ -662,9 +672,11 @@ export class SqliteMetadataStore implements MetadataStore {
       if (this.#domainRow()) {
         throw new StoreError(StoreCodes.ALREADY_EXISTS, 'a security domain is already bound to this store');
       }
-      this.#db
-        .prepare('INSERT INTO domain (singleton, domain_id, created_at, metadata) VALUES (1, ?, ?, ?)')
-        .run(domainId, this.#clock(), text);
+      this.#stmt('INSERT INTO domain (singleton, domain_id, created_at, metadata) VALUES (1, ?, ?, ?)').run(
+        domainId,
+        this.#clock(),
+        text,
+      );
       return this.#domainRow() as DomainRecord;
     });
   }
@@ -673,7 +685,7 @@ export class SqliteMetadataStore implements MetadataStore {
     checkObject(metadata, 'domain metadata');
     const text = json(metadata, 'domain metadata');
     return this.#tx(() => {
-      const res = this.#db.prepare('UPDATE domain SET metadata = ? WHERE singleton = 1').run(text);
+      const res = this.#stmt('UPDATE domain SET metadata = ? WHERE singleton = 1').run(text);
       if (res.changes !== 1) throw new StoreError(StoreCodes.NOT_FOUND, 'no security domain is bound');
       return this.#domainRow() as DomainRecord;
     });
@@ -691,9 +703,9 @@ export class SqliteMetadataStore implements MetadataStore {
       throw new StoreError(StoreCodes.INVALID_ARGUMENT, 'policy text and author are required');
     }
     return this.#tx(() => {
-      const res = this.#db
-        .prepare('INSERT INTO policy_documents (format, text, created_at, created_by) VALUES (?, ?, ?, ?)')
-        .run(doc.format, doc.text, this.#clock(), doc.createdBy);
+      const res = this.#stmt(
+        'INSERT INTO policy_documents (format, text, created_at, created_by) VALUES (?, ?, ?, ?)',
+      ).run(doc.format, doc.text, this.#clock(), doc.createdBy);
       return this.#policyRow(Number(res.lastInsertRowid)) as PolicyDocumentRecord;
     });
   }
@@ -701,8 +713,8 @@ export class SqliteMetadataStore implements MetadataStore {
   #policyRow(revision?: number): PolicyDocumentRecord | null {
     const r = (
       revision === undefined
-        ? this.#db.prepare('SELECT * FROM policy_documents ORDER BY revision DESC LIMIT 1').get()
-        : this.#db.prepare('SELECT * FROM policy_documents WHERE revision = ?').get(revision)
+        ? this.#stmt('SELECT * FROM policy_documents ORDER BY revision DESC LIMIT 1').get()
+        : this.#stmt('SELECT * FROM policy_documents WHERE revision = ?').get(revision)
     ) as
       { revision: number; format: string; text: string; created_at: number; created_by: string } | undefined;
     return r
@@ -736,19 +748,16 @@ export class SqliteMetadataStore implements MetadataStore {
       const id = randomUUID();
       const now = this.#clock();
       if (req.expiresAt <= now) throw new StoreError(StoreCodes.INVALID_ARGUMENT, 'expiresAt is in the past');
-      this.#db
-        .prepare(
-          `INSERT INTO pending_requests (id, op, key_name, requester, created_at, expires_at, state, approvals, payload)
+      this.#stmt(
+        `INSERT INTO pending_requests (id, op, key_name, requester, created_at, expires_at, state, approvals, payload)
            VALUES (?, ?, ?, ?, ?, ?, 'pending', '[]', ?)`,
-        )
-        .run(id, req.op, req.keyName ?? null, req.requester, now, req.expiresAt, payload);
+      ).run(id, req.op, req.keyName ?? null, req.requester, now, req.expiresAt, payload);
       return this.#requestRow(id) as PendingRequestRecord;
     });
   }
 
   #requestRow(id: string): PendingRequestRecord | null {
-    const r = this.#db.prepare('SELECT * FROM pending_requests WHERE id = ?').get(id) as
-      RequestRow | undefined;
+    const r = this.#stmt('SELECT * FROM pending_requests WHERE id = ?').get(id) as RequestRow | undefined;
     return r ? toRequest(r) : null;
   }
 
@@ -772,7 +781,7 @@ export class SqliteMetadataStore implements MetadataStore {
       }
       const sql = `SELECT * FROM pending_requests ${where.length ? 'WHERE ' + where.join(' AND ') : ''}
                    ORDER BY created_at, id`;
-      return (this.#db.prepare(sql).all(...args) as RequestRow[]).map(toRequest);
+      return (this.#stmt(sql).all(...args) as RequestRow[]).map(toRequest);
     });
   }
 
@@ -800,23 +809,23 @@ export class SqliteMetadataStore implements MetadataStore {
       if (cur.state !== ifState) {
         throw new StoreError(StoreCodes.CONFLICT, `request ${id} is ${cur.state}, not ${ifState}`);
       }
-      this.#db
-        .prepare('UPDATE pending_requests SET state = ?, approvals = coalesce(?, approvals) WHERE id = ?')
-        .run(patch.state ?? cur.state, approvals, id);
+      this.#stmt(
+        'UPDATE pending_requests SET state = ?, approvals = coalesce(?, approvals) WHERE id = ?',
+      ).run(patch.state ?? cur.state, approvals, id);
       return this.#requestRow(id) as PendingRequestRecord;
     });
   }
 
   async deletePendingRequest(id: string): Promise<void> {
     this.#tx(() => {
-      const res = this.#db.prepare('DELETE FROM pending_requests WHERE id = ?').run(id);
+      const res = this.#stmt('DELETE FROM pending_requests WHERE id = ?').run(id);
       if (res.changes !== 1) throw new StoreError(StoreCodes.NOT_FOUND, `request ${id} not found`);
     });
   }
 
   async schemaVersion(): Promise<number> {
     return this.#read(
-      () => (this.#db.prepare('SELECT max(version) AS v FROM schema_migrations').get() as { v: number }).v,
+      () => (this.#stmt('SELECT max(version) AS v FROM schema_migrations').get() as { v: number }).v,
     );
   }
 
