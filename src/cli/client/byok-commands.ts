@@ -7,7 +7,7 @@
 import { createPrivateKey, createPublicKey } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { packImportBlob } from '../../keys/index.js';
+import { packImportBlob } from '../../keys/import-blob.js';
 import { UsageError, type CliIo } from './cli-io.js';
 import { print, runAction, subcommand } from './command-kit.js';
 import { readInputFile } from './parse-input.js';

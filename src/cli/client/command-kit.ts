@@ -35,8 +35,8 @@ export function reportFailure(io: CliIo, err: unknown, json: boolean, prog: stri
     return;
   }
   if (err instanceof CallError) {
-    const reason = err.reason || err.status;
-    const lines = [`${prog}: error: ${reason} (${err.status} ${err.code}): ${err.message}`];
+    const what = err.reason ? `${err.reason} (${err.status} ${err.code})` : `${err.status} (${err.code})`;
+    const lines = [`${prog}: error: ${what}: ${err.message}`];
     for (const [k, v] of Object.entries(err.metadata)) lines.push(`  ${k}: ${v}`);
     if (err.reason === 'QUORUM_REQUIRED' && err.metadata.quorumRequestId) {
       lines.push(

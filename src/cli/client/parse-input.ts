@@ -59,9 +59,12 @@ const MAX_CONTEXT_KEY = 64;
 const MAX_CONTEXT_VALUE = 1024;
 const CONTEXT_KEY = /^[A-Za-z0-9_.-]+$/;
 
-/** `k=v` pairs (repeatable flag) into a map; duplicate keys are an error. */
+/**
+ * `k=v` pairs (repeatable flag) into a map; duplicate keys are an error. Built through a
+ * Map and Object.fromEntries so a key such as `__proto__` is kept as an ordinary entry.
+ */
 export function parsePairs(pairs: readonly string[], flag: string): Record<string, string> {
-  const out: Record<string, string> = {};
+  const out = new Map<string, string>();
   if (pairs.length > MAX_CONTEXT_PAIRS) throw new UsageError(`${flag}: at most ${MAX_CONTEXT_PAIRS} pairs`);
   for (const p of pairs) {
     const eq = p.indexOf('=');
@@ -73,12 +76,13 @@ export function parsePairs(pairs: readonly string[], flag: string): Record<strin
         `${flag}: key ${JSON.stringify(k.slice(0, 80))} must be 1-${MAX_CONTEXT_KEY} characters of A-Z a-z 0-9 _ . -`,
       );
     }
-    if (v.length > MAX_CONTEXT_VALUE)
+    if (v.length > MAX_CONTEXT_VALUE) {
       throw new UsageError(`${flag}: value of ${k} is longer than ${MAX_CONTEXT_VALUE}`);
-    if (Object.hasOwn(out, k)) throw new UsageError(`${flag}: ${k} given twice`);
-    out[k] = v;
+    }
+    if (out.has(k)) throw new UsageError(`${flag}: ${k} given twice`);
+    out.set(k, v);
   }
-  return out;
+  return Object.fromEntries(out);
 }
 
 /** Commander accumulator for repeatable flags. */
