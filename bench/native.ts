@@ -208,6 +208,12 @@ function runJob(b: Bench, j: Job): Promise<Measurement> {
 
 const key = (j: Job) => `${j.name}@${j.width}`;
 
+/** CPU of the JS thread per operation (addon cases), the part of the cost that is not the module's. */
+function jsMicrosPerOp(m: Measurement): string {
+  const js = Number(m.detail?.jsThreadCpuSeconds);
+  return Number.isFinite(js) && m.ops > 0 ? ((js * 1e6) / m.ops).toFixed(1) : '-';
+}
+
 interface SetFigures {
   threads: number;
   c_loop: number;
@@ -386,6 +392,7 @@ async function main(): Promise<void> {
       fmtRate(b.opsPerSec),
       coresBusy(b).toFixed(2),
       cpuMicrosPerOp(b).toFixed(1),
+      jsMicrosPerOp(b),
       ms.map((m) => otherCores(m).toFixed(2)).join('/'),
       String(ms.reduce((a, m) => a + m.errors, 0)),
       String(ms.reduce((a, m) => a + m.mismatches, 0)),
@@ -399,6 +406,7 @@ async function main(): Promise<void> {
         'best ops/s',
         'cpu cores',
         'cpu us/op',
+        'js thread us/op',
         'others (per round)',
         'errors',
         'mismatch',

@@ -5,7 +5,7 @@ import type { NativeBackend } from '../../src/hsm/native-backend.js';
 import type { KeyRef, Op } from '../../src/hsm/types.js';
 import type { Measurement } from './measurement.js';
 import type { Sample } from './samples.js';
-import { systemBusySeconds } from './procstat.js';
+import { mainThreadCpuSeconds, systemBusySeconds } from './procstat.js';
 import { nowSec, sleep } from './timing.js';
 
 export interface AddonLoopOptions {
@@ -101,13 +101,17 @@ export async function addonLoop(
   let cpu1: NodeJS.CpuUsage | undefined;
   let sys0 = Number.NaN;
   let sys1 = Number.NaN;
+  let main0 = Number.NaN;
+  let main1 = Number.NaN;
   const sampler = (async () => {
     await sleep(Math.max(0, (warmEnd - nowSec()) * 1000));
     cpu0 = process.cpuUsage();
     sys0 = systemBusySeconds();
+    main0 = mainThreadCpuSeconds();
     await sleep(Math.max(0, (end - nowSec()) * 1000));
     cpu1 = process.cpuUsage(cpu0);
     sys1 = systemBusySeconds();
+    main1 = mainThreadCpuSeconds();
   })();
   await Promise.all([...Array.from({ length: o.inflight }, (_, k) => lane(k)), sampler]);
   return {
@@ -118,6 +122,7 @@ export async function addonLoop(
     mismatches,
     cpuSeconds: cpu1 ? (cpu1.user + cpu1.system) / 1e6 : Number.NaN,
     systemBusySeconds: sys1 - sys0,
-    detail: { mode: o.mode, batchSize: size, inflight: o.inflight, codes },
+    // The JS thread's share of the CPU (the rest is the native workers and V8's helpers).
+    detail: { mode: o.mode, batchSize: size, inflight: o.inflight, codes, jsThreadCpuSeconds: main1 - main0 },
   };
 }

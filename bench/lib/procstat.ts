@@ -15,3 +15,15 @@ export function systemBusySeconds(): number {
     return Number.NaN;
   }
 }
+
+/** CPU seconds (user + system) used so far by this process's main (JS) thread, or NaN. */
+export function mainThreadCpuSeconds(): number {
+  try {
+    const st = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8');
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    const rest = st.slice(st.lastIndexOf(')') + 2).split(' ');
+    return (Number(rest[11]) + Number(rest[12])) / 100;
+  } catch {
+    return Number.NaN;
+  }
+}
