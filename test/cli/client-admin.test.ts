@@ -105,6 +105,21 @@ async function setup(t: Parameters<typeof makePki>[0]) {
         imported.push(Buffer.concat([d.update(parsed.payload.subarray(384)), d.final()]));
         return { key: key(req.name, { origin: 'IMPORTED' }), version: 1 };
       },
+      SetTags: (req) => ({
+        key: key(req.name, { tags: req.replace ? req.tags : { env: 'prod', ...req.tags } }),
+      }),
+      SetRotationPolicy: (req) => ({ key: key(req.name, { rotationPolicy: req.rotationPolicy }) }),
+      SetPolicy: (req) => {
+        if (req.etag !== '' && req.etag !== 'e-5') throw toGrpcError(new HyokError('ETAG_MISMATCH'));
+        return {
+          policy: {
+            document: req.document,
+            etag: 'e-6',
+            updatedTime: ts('2026-02-02T00:00:00Z'),
+            updatedBy: DEV_ADMIN_ID,
+          },
+        };
+      },
       GetPolicy: () => ({
         policy: {
           document: 'version: 1\n',
@@ -502,4 +517,55 @@ t.test('policy show and explain (server)', async (t) => {
     quorumApprovals: 2,
     trace: [{ rule: 'deny[0]' }, {}],
   });
+});
+
+t.test('keys tag and keys rotation', async (t) => {
+  const { server, conn, env } = await setup(t);
+  const tg = await runCli(['keys', 'tag', 'a', '--set', 'team=pay', '--remove', 'old', ...conn], { env });
+  t.equal(tg.code, 0, tg.stderr);
+  t.match(server.calls.SetTags![0], { name: 'a', tags: { team: 'pay' }, replace: false, remove: ['old'] });
+  t.match(tg.stdout, /tags: +env=prod, team=pay/);
+  const none = await runCli(['keys', 'tag', 'a', ...conn], { env });
+  t.equal(none.code, 2);
+  t.match(none.stderr, /give --set, --remove or --replace/);
+  const badRemove = await runCli(['keys', 'tag', 'a', '--remove', 'a b', ...conn], { env });
+  t.equal(badRemove.code, 2);
+
+  const ro = await runCli(['keys', 'rotation', 'a', '--rotate-after', '30d', ...conn], { env });
+  t.equal(ro.code, 0, ro.stderr);
+  t.same(server.calls.SetRotationPolicy![0].rotationPolicy.rotateAfter, { seconds: '2592000', nanos: 0 });
+  t.match(ro.stdout, /rotation: +every 30d/);
+  const off = await runCli(['keys', 'rotation', 'a', '--off', '--json', ...conn], { env });
+  t.equal(off.code, 0);
+  t.equal(server.calls.SetRotationPolicy![1].rotationPolicy, null);
+  t.equal((JSON.parse(off.stdout) as { key: { rotationPolicy: unknown } }).key.rotationPolicy, null);
+  for (const argv of [
+    ['keys', 'rotation', 'a'],
+    ['keys', 'rotation', 'a', '--off', '--rotate-after', '1d'],
+    ['keys', 'rotation', 'a', '--rotate-after', '0'],
+  ]) {
+    const r = await runCli([...argv, ...conn], { env });
+    t.equal(r.code, 2, argv.join(' '));
+  }
+});
+
+t.test('policy set checks the file locally, then sends it with the etag', async (t) => {
+  const { server, conn, env } = await setup(t);
+  const dir = tempDir(t);
+  const good = join(dir, 'p.yaml');
+  writeFileSync(good, 'version: 1\nroles:\n  r: [get]\n');
+  const r = await runCli(['policy', 'set', good, '--etag', 'e-5', ...conn], { env });
+  t.equal(r.code, 0, r.stderr);
+  t.match(server.calls.SetPolicy![0], { document: 'version: 1\nroles:\n  r: [get]\n', etag: 'e-5' });
+  t.match(r.stdout, /policy set: etag e-6/);
+  const stale = await runCli(['policy', 'set', good, '--etag', 'e-1', ...conn], { env });
+  t.equal(stale.code, 1);
+  t.match(stale.stderr, /ETAG_MISMATCH \(ABORTED 10\)/);
+  const bad = join(dir, 'bad.yaml');
+  writeFileSync(bad, 'version: 3\n');
+  const b = await runCli(['policy', 'set', bad, ...conn], { env });
+  t.equal(b.code, 2);
+  t.match(b.stderr, /is not a valid policy/);
+  t.match(b.stderr, /- version: version must be 1/);
+  t.equal(server.calls.SetPolicy!.length, 2, 'the invalid file was not sent');
 });

@@ -270,6 +270,57 @@ export function registerAdminCommands(program: Command, io: CliIo): void {
     });
   }
 
+  // tag
+  const tag = subcommand(keys, 'tag', io)
+    .description("set, merge or remove a key's tags")
+    .argument('<name>', 'key name')
+    .option('--set <key=value>', 'tag to set; repeatable', collect)
+    .option('--remove <key>', 'tag key to remove; repeatable', collect)
+    .option('--replace', 'the tags become exactly the --set ones');
+  addAdminOptions(tag);
+  runAction<AdminFlags & { set?: string[]; remove?: string[]; replace?: boolean }>(
+    tag,
+    io,
+    async ([name], o) => {
+      if (o.set === undefined && o.remove === undefined && !o.replace) {
+        throw new UsageError('give --set, --remove or --replace');
+      }
+      const remove = o.remove ?? [];
+      for (const k of remove) {
+        if (!/^[A-Za-z0-9_.-]{1,64}$/.test(k))
+          throw new UsageError(`--remove: ${JSON.stringify(k.slice(0, 80))} is not a tag key`);
+      }
+      const res = await adminCall<{ key: AdminKey }>(o, io, 'SetTags', {
+        name: parseKeyName(name!, 'NAME'),
+        tags: parsePairs(o.set ?? [], '--set'),
+        replace: o.replace === true,
+        remove,
+      });
+      printKey(io, o.json, res.key);
+    },
+  );
+
+  // rotation
+  const rotation = subcommand(keys, 'rotation', io)
+    .description("set or clear a key's automatic rotation schedule")
+    .argument('<name>', 'key name')
+    .option('--rotate-after <duration>', 'rotate this long after the primary version was created, e.g. 90d')
+    .option('--off', 'no automatic rotation');
+  addAdminOptions(rotation);
+  runAction<AdminFlags & { rotateAfter?: string; off?: boolean }>(rotation, io, async ([name], o) => {
+    if ((o.rotateAfter === undefined) === (o.off !== true)) {
+      throw new UsageError('give exactly one of --rotate-after or --off');
+    }
+    const seconds = o.rotateAfter === undefined ? 0 : parseDuration(o.rotateAfter, '--rotate-after');
+    if (o.rotateAfter !== undefined && seconds === 0)
+      throw new UsageError('--rotate-after: must be more than 0 (or use --off)');
+    const res = await adminCall<{ key: AdminKey }>(o, io, 'SetRotationPolicy', {
+      name: parseKeyName(name!, 'NAME'),
+      rotationPolicy: seconds === 0 ? null : { rotateAfter: { seconds: String(seconds), nanos: 0 } },
+    });
+    printKey(io, o.json, res.key);
+  });
+
   // purge
   const purge = subcommand(keys, 'purge', io)
     .description("destroy a soft-deleted key's material in the HSM now (irreversible)")

@@ -2,7 +2,7 @@
 //
 //   data plane   generate-data-key, wrap, unwrap, batch-wrap, batch-unwrap, get-key
 //   admin        keys create|list|get|rotate|enable|disable|delete|recover|purge|adopt|
-//                backup|restore|import|import-key;  policy show|explain
+//                backup|restore|import|import-key|tag|rotation;  policy show|set|explain
 //   local        policy check FILE;  audit verify|tail|search;  byok pack
 //
 // Exit codes: 0 ok, 1 the call or check failed (code, reason and safe message printed),

@@ -152,6 +152,57 @@ export function registerPolicyCommands(program: Command, io: CliIo): void {
     return undefined;
   });
 
+  // set (server)
+  const set = subcommand(policy, 'set', io)
+    .description('replace the policy on the server with a local file (checked here first)')
+    .argument('<file>', 'policy file (.yaml, .yml or .json)')
+    .option('--etag <etag>', 'only if the policy in force still has this etag (from `policy show`)');
+  addAdminOptions(set);
+  runAction<AdminFlags & { etag?: string }>(set, io, async ([file], o) => {
+    let format;
+    try {
+      format = policyFormatOf(file!);
+    } catch (e) {
+      throw new UsageError(`FILE: ${(e as PolicyError).problems?.[0] ?? (e as Error).message}`);
+    }
+    if (o.etag !== undefined && !/^[\x21-\x7e]{1,256}$/.test(o.etag))
+      throw new UsageError('--etag: 1-256 printable characters');
+    const text = (await readInputFile(file!, 'FILE', MAX_POLICY_BYTES)).toString('utf8');
+    try {
+      parsePolicy(text, format);
+    } catch (e) {
+      if (!(e instanceof PolicyError)) throw e;
+      throw new UsageError(
+        `FILE: ${file} is not a valid policy (run \`hyokd policy check ${file}\`):\n${e.problems.map((p) => `  - ${p}`).join('\n')}`,
+      );
+    }
+    const conn = await openAdmin(o, io);
+    try {
+      const res = await callUnary<{
+        policy: { document: string; etag: string; updatedTime: Timestamp | null; updatedBy: string } | null;
+      }>(
+        conn.client,
+        'SetPolicy',
+        { ...conn.base, document: text, etag: o.etag ?? '' },
+        { timeoutMs: conn.timeoutMs },
+      );
+      const p = res.policy ?? { document: '', etag: '', updatedTime: null, updatedBy: '' };
+      const updatedTime = timestampToIso(p.updatedTime);
+      print(
+        io,
+        o.json,
+        `policy set: etag ${p.etag || '-'}, updated ${updatedTime ?? '-'} by ${p.updatedBy || '-'}`,
+        {
+          etag: p.etag,
+          updatedTime,
+          updatedBy: p.updatedBy,
+        },
+      );
+    } finally {
+      conn.close();
+    }
+  });
+
   // explain (server)
   const explain = subcommand(policy, 'explain', io)
     .description('ask the server which rule decides a hypothetical request')
