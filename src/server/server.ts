@@ -98,7 +98,9 @@ export class HyokServer {
       services: [HYOK_SERVICE_NAME, ...(opts.services ?? []).map((s) => s.name)],
     });
     health.addToServer(grpc);
-    for (const pkg of reflected) new ReflectionService(pkg).addToServer(grpc);
+    // One reflection service over all packages: grpc-js refuses a second handler for
+    // the reflection methods, so per-package services would collide.
+    new ReflectionService(Object.assign({}, ...reflected) as PackageDefinition).addToServer(grpc);
     const host = listen.host.includes(':') ? `[${listen.host}]` : listen.host;
     const port = await new Promise<number>((resolve, reject) => {
       grpc.bindAsync(`${host}:${listen.port}`, opts.tls.credentials, (err, p) =>
