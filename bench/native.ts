@@ -380,8 +380,10 @@ async function main(): Promise<void> {
       ' CKF_OS_LOCKING_OK, default libuv pool, own process; the best lane count is used for every thread set',
   );
   out.push(
-    '  threads = C threads = addon worker sessions; cpu = user+sys of the measuring process / wall time',
+    '  threads = C threads = addon worker sessions; cpu = user+sys of the measuring process / wall time;',
   );
+  out.push("  js thread = CPU of the addon process's main thread alone (the rest is its native workers);");
+  out.push('  others = cores kept busy by other processes on the machine in the same window (/proc/stat)');
   out.push('');
   const rows: string[][] = [];
   for (const [k, ms] of results) {
