@@ -127,19 +127,24 @@ export interface UnwrapResponseMessage {
   rewrapped: RewrappedDekMessage | null;
 }
 
+/** Encrypts the DEK to the caller's public key and zeroes the plaintext. */
+export function rewrapAndZero(dek: Buffer, spec: RewrapSpec): RewrappedDekMessage {
+  try {
+    return rewrapMessage(rewrapDek(dek, spec));
+  } finally {
+    dek.fill(0);
+  }
+}
+
 /** The response for a decrypt result; rewraps (and zeroes the plaintext) when asked. */
 export function unwrapResponse(p: PreparedUnwrap, plaintext: Buffer): UnwrapResponseMessage {
   if (p.rewrap) {
-    try {
-      return {
-        plaintextDek: EMPTY,
-        keyName: p.env.keyName,
-        keyVersion: p.env.keyVersion,
-        rewrapped: rewrapMessage(rewrapDek(plaintext, p.rewrap)),
-      };
-    } finally {
-      plaintext.fill(0);
-    }
+    return {
+      plaintextDek: EMPTY,
+      keyName: p.env.keyName,
+      keyVersion: p.env.keyVersion,
+      rewrapped: rewrapAndZero(plaintext, p.rewrap),
+    };
   }
   return { plaintextDek: plaintext, keyName: p.env.keyName, keyVersion: p.env.keyVersion, rewrapped: null };
 }

@@ -12,6 +12,7 @@ import {
   itemValue,
   prepareUnwrap,
   prepareWrap,
+  rewrapAndZero,
   unwrapOp,
   unwrapResponse,
   wrapOp,
@@ -187,16 +188,8 @@ export function createHyokService(
         throw e;
       }
       ctx.details = { dekLength: length, rewrap: rewrap !== null };
-      const res = { ...wrapped, plaintextDek: dek, rewrapped: null as unknown };
-      if (rewrap) {
-        const r = unwrapResponse(
-          { env: { keyName, keyVersion: key.version } as PreparedUnwrap['env'], aad, rewrap, digest: '' },
-          dek,
-        );
-        res.plaintextDek = r.plaintextDek;
-        res.rewrapped = r.rewrapped;
-      }
-      return res;
+      if (rewrap) return { ...wrapped, plaintextDek: Buffer.alloc(0), rewrapped: rewrapAndZero(dek, rewrap) };
+      return { ...wrapped, plaintextDek: dek, rewrapped: null };
     },
     'encrypt',
   );
@@ -368,11 +361,12 @@ export function createHyokService(
 
   function UnwrapStream(call: ServerDuplexStream<StreamRequest, StreamResponse>): void {
     const s = spec('UnwrapStream');
-    deps.observer.callStarted(s.service, s.method);
+    // The observer sees one call per stream message (started and finished in pairs).
     let identity: CallerIdentity;
     try {
       identity = identify(call);
     } catch (e) {
+      deps.observer.callStarted(s.service, s.method);
       call.emit('error', rejectUnidentified(deps, s, e));
       return;
     }
@@ -448,6 +442,7 @@ export function createHyokService(
     };
 
     const handle = async (msg: StreamRequest) => {
+      deps.observer.callStarted(s.service, s.method);
       const corr = typeof msg.correlationId === 'string' ? msg.correlationId : '';
       const req = msg.request;
       let ctx: CallContext;

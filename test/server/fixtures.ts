@@ -20,7 +20,7 @@ import {
 } from '../../src/pki/index.js';
 import { policyFromValue, PolicyHolder } from '../../src/policy/index.js';
 import { openSqliteStore, type SqliteMetadataStore } from '../../src/store/index.js';
-import { noopObserver, type CallObserver, type CallReport } from '../../src/server/observer.js';
+import { type CallObserver, type CallReport } from '../../src/server/observer.js';
 import { hyokGrpcObject } from '../../src/server/proto.js';
 import { DEFAULT_TRANSPORT, HyokServer, type TransportOptions } from '../../src/server/server.js';
 import { ReloadableTls } from '../../src/server/tls-credentials.js';
@@ -53,6 +53,8 @@ export interface Harness {
   serverCert: IssuedCertificate;
   clientCert: IssuedCertificate;
   calls: CallReport[];
+  /** `service/method` of every callStarted, in order. */
+  started: string[];
   /** A client for hyok.v1.Hyok with the given certificate (default: the client identity). */
   client(cert?: IssuedCertificate, caPem?: string, opts?: Record<string, unknown>): HyokClient;
   close(): Promise<void>;
@@ -100,8 +102,9 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     clientCa: Buffer.from(ca.certPem),
   });
   const calls: CallReport[] = [];
+  const started: string[] = [];
   const observer: CallObserver = {
-    callStarted: noopObserver.callStarted,
+    callStarted: (service, method) => started.push(`${service}/${method}`),
     callFinished: (r) => calls.push(r),
   };
   const deps: PipelineDeps = {
@@ -142,6 +145,7 @@ export async function startHarness(opts: HarnessOptions = {}): Promise<Harness> 
     serverCert,
     clientCert,
     calls,
+    started,
     client(cert = clientCert, caPem = ca.certPem, copts = {}) {
       const c = new Ctor(
         `127.0.0.1:${server.port}`,
