@@ -1,3 +1,4 @@
+/* eslint-disable @typescript-eslint/no-explicit-any -- messages of dynamically loaded gRPC clients are untyped */
 // `hyokd serve` as a real process: the embedded default on first run, the printed
 // instructions, SIGHUP certificate reload with a stream open, SIGTERM drain, and a
 // second run that reuses everything.

@@ -1,3 +1,4 @@
+/* eslint-disable @typescript-eslint/no-explicit-any -- messages of dynamically loaded gRPC clients are untyped */
 // Bad envelopes, bad sizes, unknown keys, denied callers: each gets the right status and
 // reason, nothing crashes, and the server keeps serving. Rotation keeps old envelopes
 // readable.

@@ -1,3 +1,4 @@
+/* eslint-disable @typescript-eslint/no-explicit-any -- messages of dynamically loaded gRPC clients are untyped */
 // Backpressure, deadlines, health and graceful shutdown on a real server whose HSM has
 // one session and a tiny queue.
 import { credentials, loadPackageDefinition, Metadata, type Client } from '@grpc/grpc-js';

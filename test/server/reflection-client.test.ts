@@ -1,3 +1,4 @@
+/* eslint-disable @typescript-eslint/no-explicit-any -- messages of dynamically loaded gRPC clients are untyped */
 // A client that knows nothing of hyok.proto: it asks the server's reflection service for
 // the descriptors of hyok.v1.Hyok, builds its message types from them (protobufjs
 // descriptor extension), and calls GenerateDataKey and Unwrap with a hand-made

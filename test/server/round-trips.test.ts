@@ -1,3 +1,4 @@
+/* eslint-disable @typescript-eslint/no-explicit-any -- messages of dynamically loaded gRPC clients are untyped */
 // Every RPC of hyok.v1 round-trips against a real server, token, store and audit log.
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import t from 'tap';

@@ -1,3 +1,4 @@
+/* eslint-disable @typescript-eslint/no-explicit-any -- messages of dynamically loaded gRPC clients are untyped */
 // UnwrapStream bounds what one stream can have in flight; the audit log fails closed
 // (no record, no response) and takes health down with it; the observer sees calls in
 // started/finished pairs.

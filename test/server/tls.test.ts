@@ -1,3 +1,4 @@
+/* eslint-disable @typescript-eslint/no-explicit-any -- messages of dynamically loaded gRPC clients are untyped */
 // Mutual TLS: no client certificate, a certificate from another CA and an expired one
 // fail the handshake. Reloading certificates and the trust bundle affects new
 // connections only: an established stream keeps working.
