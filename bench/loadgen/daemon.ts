@@ -1,0 +1,94 @@
+// The server under test: the real daemon (`hyokd serve`, dist/src/cli/main.js) in a child
+// process, so its CPU time can be read apart from the load generator's. Its embedded
+// default provides the SoftHSM2 token, dev PKI, policy, SQLite store and the demo KEK
+// under a HYOKD_HOME the benchmark owns; everything else is the shipped configuration,
+// except for the overrides the caller passes (HYOKD_* environment variables).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { repoRoot } from '../lib/paths.js';
+import type { Target } from './types.js';
+
+const START_TIMEOUT_MS = 60_000;
+const STOP_TIMEOUT_MS = 15_000;
+
+export interface Daemon {
+  pid: number;
+  port: number;
+  target: Target;
+  /** SIGTERM, wait for the drain; SIGKILL after a timeout. */
+  stop(): Promise<void>;
+}
+
+/** The child's environment: ours without any HYOKD_* or SOFTHSM2_CONF, plus `overrides`. */
+function daemonEnv(home: string, overrides: Record<string, string>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    if (!k.startsWith('HYOKD_') && k !== 'SOFTHSM2_CONF') env[k] = v;
+  }
+  return {
+    ...env,
+    HYOKD_HOME: home,
+    HYOKD_SERVER_LISTEN: '127.0.0.1:0',
+    HYOKD_LOG_LEVEL: 'warn',
+    ...overrides,
+  };
+}
+
+export async function startDaemon(home: string, overrides: Record<string, string> = {}): Promise<Daemon> {
+  const main = join(repoRoot(), 'dist', 'src', 'cli', 'main.js');
+  const child: ChildProcess = spawn(process.execPath, [main, 'serve'], {
+    env: daemonEnv(home, overrides),
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let tail = '';
+  const keep = (d: string) => {
+    tail = (tail + d).slice(-4000);
+  };
+  child.stdout!.setEncoding('utf8').on('data', keep);
+  const port = await new Promise<number>((resolve, reject) => {
+    let err = '';
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`hyokd serve did not start within ${START_TIMEOUT_MS} ms: ${err.slice(-1000)}`));
+    }, START_TIMEOUT_MS);
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+      err += d;
+      keep(d);
+      const m = /serving hyok\.v1 on 127\.0\.0\.1:(\d+)/.exec(err);
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
+    });
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`hyokd serve exited (${signal ?? code}) while starting: ${tail.slice(-1000)}`));
+    });
+  });
+  const pki = join(home, 'pki');
+  const target: Target = {
+    port,
+    caPem: readFileSync(join(pki, 'ca.pem'), 'utf8'),
+    certPem: readFileSync(join(pki, 'client.pem'), 'utf8'),
+    keyPem: readFileSync(join(pki, 'client.key'), 'utf8'),
+  };
+  let stopped: Promise<void> | undefined;
+  return {
+    pid: child.pid!,
+    port,
+    target,
+    stop() {
+      stopped ??= new Promise<void>((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
+        const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
+        child.once('exit', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+        child.kill('SIGTERM');
+      });
+      return stopped;
+    },
+  };
+}

@@ -1,0 +1,103 @@
+// The load shape shared by bench:grpc and bench:audit, from the environment:
+//   HYOKD_BENCH_WORKERS       generator worker threads (default 2)
+//   HYOKD_BENCH_CONNECTIONS   HTTP/2 connections per worker (default 2)
+//   HYOKD_BENCH_INFLIGHT      unary/echo calls in flight per connection (default 16)
+//   HYOKD_BENCH_BATCH_INFLIGHT  BatchUnwrap calls in flight per connection (default 4)
+//   HYOKD_BENCH_STREAM_WINDOW messages in flight per UnwrapStream (default 128; one stream per connection)
+// and the duration knobs of bench/lib/timing.ts. QUICK=1 is accepted as a synonym of
+// HYOKD_BENCH_QUICK=1.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { timingFromEnv, type Timing } from '../lib/timing.js';
+import type { LoadSpec } from './run.js';
+import type { CallKind, Target } from './types.js';
+import { PATHS } from './workload.js';
+
+export const BATCH_SIZE = 64;
+
+export interface Shape {
+  workers: number;
+  connections: number;
+  inflight: number;
+  batchInflight: number;
+  streamWindow: number;
+}
+
+function int(name: string, fallback: number, max: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const v = Number(raw);
+  if (!Number.isInteger(v) || v < 1 || v > max) {
+    throw new Error(`${name} must be an integer between 1 and ${max} (got "${raw}")`);
+  }
+  return v;
+}
+
+export function shapeFromEnv(): Shape {
+  return {
+    workers: int('HYOKD_BENCH_WORKERS', 2, 16),
+    connections: int('HYOKD_BENCH_CONNECTIONS', 2, 64),
+    inflight: int('HYOKD_BENCH_INFLIGHT', 16, 1024),
+    batchInflight: int('HYOKD_BENCH_BATCH_INFLIGHT', 4, 256),
+    streamWindow: int('HYOKD_BENCH_STREAM_WINDOW', 128, 256),
+  };
+}
+
+export function benchTiming(): Timing {
+  if (['1', 'true', 'yes'].includes((process.env.QUICK ?? '').toLowerCase())) {
+    process.env.HYOKD_BENCH_QUICK ??= '1';
+  }
+  return timingFromEnv();
+}
+
+/** A closed-loop (or open-loop when `rate` is given) load of one RPC. */
+export function loadSpec(
+  kind: CallKind,
+  target: Target,
+  frames: Uint8Array[],
+  shape: Shape,
+  timing: Timing,
+  rate?: number,
+): LoadSpec {
+  const open = rate !== undefined;
+  return {
+    target,
+    kind,
+    path: PATHS[kind],
+    frames,
+    workers: shape.workers,
+    connections: shape.connections,
+    mode: open ? 'open' : 'closed',
+    concurrency:
+      kind === 'stream' ? shape.streamWindow : kind === 'batch' ? shape.batchInflight : shape.inflight,
+    streamsPerConnection: 1,
+    rate: rate ?? 0,
+    // Open loop: far more than the calls a healthy server has outstanding at this rate
+    // (rate x p99); skips are counted and reported, never hidden.
+    maxOutstanding: 2000,
+    warmupMs: timing.warmup * 1000,
+    measureMs: timing.seconds * 1000,
+    captureEvery: kind === 'batch' ? 7 : 97,
+    maxCaptures: 20,
+  };
+}
+
+/** A temp dir removed on exit, SIGINT and SIGTERM (after `onStop`, e.g. stopping daemons). */
+export function tempWorkspace(
+  prefix: string,
+  onStop: () => Promise<void>,
+): { dir: string; close(): Promise<void> } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    (closing ??= onStop()
+      .catch(() => undefined)
+      .then(() => rmSync(dir, { recursive: true, force: true })));
+  const onSignal = () => {
+    void close().then(() => process.exit(130));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  return { dir, close };
+}
