@@ -10,7 +10,8 @@
 // Repeating a held call with context["quorum_request_id"] = that id proceeds only when
 // the stored request is 'approved', unexpired, for the same operation, key, requester and
 // request (a digest of the request's fields), and it is consumed ('executed') on the way,
-// so one approval runs one call. Any other citation is held again under a new id.
+// so one approval runs one call. While it is still 'pending' the same id is returned
+// again; any other citation is held under a new id.
 import { createHash } from 'node:crypto';
 import { HyokError } from '../errors.js';
 import type { MetadataStore, PendingRequestRecord } from '../store/types.js';
@@ -124,7 +125,11 @@ export class StoreQuorumGate implements QuorumGate {
     const cited = request.context[QUORUM_CONTEXT_KEY];
     if (cited) {
       const rec = await this.#store.getPendingRequest(cited);
-      if (rec && this.#approvedFor(rec, op, keyName, identity, digest)) {
+      // Still waiting: the same request keeps its id (no duplicate pending requests).
+      if (rec && rec.state === 'pending' && this.#sameRequest(rec, op, keyName, identity, digest)) {
+        return { held: rec.id };
+      }
+      if (rec && rec.state === 'approved' && this.#sameRequest(rec, op, keyName, identity, digest)) {
         // Consumed atomically: a second repeat of the same approval is held again.
         try {
           await this.#store.updatePendingRequest(rec.id, 'approved', { state: 'executed' });
@@ -144,7 +149,7 @@ export class StoreQuorumGate implements QuorumGate {
     return { held: held.id };
   }
 
-  #approvedFor(
+  #sameRequest(
     rec: PendingRequestRecord,
     op: string,
     keyName: string | null,
@@ -153,7 +158,6 @@ export class StoreQuorumGate implements QuorumGate {
   ): boolean {
     const payload = rec.payload as { requestDigest?: unknown } | null;
     return (
-      rec.state === 'approved' &&
       rec.expiresAt > this.#clock() &&
       rec.op === op &&
       rec.keyName === keyName &&

@@ -1,0 +1,171 @@
+// The quorum seam, both ways: operations listed for quorum are held (stored as pending
+// requests, QUORUM_REQUIRED with the id, nothing changed, audited); unlisted ones proceed;
+// an approved request (approval itself comes next wave; the test sets the state in the
+// store) lets the same call through once.
+import { readFileSync } from 'node:fs';
+import t from 'tap';
+import { DEV_ADMIN_ID } from '../../src/pki/index.js';
+import { StoreQuorumGate, QUORUM_CONTEXT_KEY } from '../../src/server/quorum-gate.js';
+import { call, reasonOf, settle } from './fixtures.js';
+import { adminRecords, errorMetadata, startAdminHarness } from './admin-harness.js';
+
+const h = await startAdminHarness({
+  keys: ['demo', 'other', 'guarded'],
+  quorum: [
+    'DeleteKey',
+    'PurgeKey',
+    'SetPolicy',
+    'DisableProtectedKey',
+    'RestoreKey',
+    'ImportKey',
+    'BackupKey',
+  ],
+});
+t.teardown(() => h.close());
+const a = h.admin();
+await h.keys.enablePurgeProtection('guarded');
+
+async function held(method: string, req: Record<string, unknown>): Promise<string> {
+  const [e] = await settle(call(a, method, req));
+  if (!e) throw new Error(`${method} was not held`);
+  if (e.code !== 9 || reasonOf(e) !== 'QUORUM_REQUIRED') throw new Error(`${method}: ${e.code} ${e.details}`);
+  const id = errorMetadata(e).quorumRequestId;
+  if (!id) throw new Error(`${method}: no quorumRequestId`);
+  return id;
+}
+
+t.test('a listed operation is held: pending request stored, nothing changed, audited', async (t) => {
+  const [e] = await settle(
+    call(a, 'DeleteKey', { name: 'demo', requestId: 'del-held', context: { reason: 'cleanup' } }),
+  );
+  t.equal(e?.code, 9, 'FAILED_PRECONDITION');
+  t.equal(reasonOf(e), 'QUORUM_REQUIRED');
+  const id = errorMetadata(e).quorumRequestId!;
+  t.match(id, /^[0-9a-f-]{36}$/);
+  const rec = await h.store.getPendingRequest(id);
+  t.equal(rec?.op, 'DeleteKey');
+  t.equal(rec?.keyName, 'demo');
+  t.equal(rec?.requester, DEV_ADMIN_ID);
+  t.equal(rec?.state, 'pending');
+  t.ok(rec!.expiresAt > Date.now());
+  t.equal((await h.keys.describe('demo')).state, 'enabled', 'the key was not deleted');
+  const recs = await h.auditTail();
+  const req = adminRecords(recs, 'DeleteKey').find((r) => r.requestId === 'del-held');
+  t.same(req?.result, { code: 'QUORUM_REQUIRED' });
+  t.same(req?.decision, { allowed: true, rule: 'binding[1]:all' }, 'authorized first, then held');
+  t.equal((req?.details as { quorumRequestId: string }).quorumRequestId, id);
+  const q = recs.find((r) => r.type === 'quorum' && r.quorumId === id);
+  t.equal(q?.action, 'requested');
+  t.equal(q?.op, 'DeleteKey');
+});
+
+t.test('repeating while pending returns the same id; an approved request runs once', async (t) => {
+  const id = await held('DeleteKey', { name: 'other' });
+  const again = await held('DeleteKey', { name: 'other', context: { [QUORUM_CONTEXT_KEY]: id } });
+  t.equal(again, id, 'still pending: same request');
+  t.equal((await h.store.listPendingRequests({ keyName: 'other' })).length, 1, 'no duplicate');
+  await h.store.updatePendingRequest(id, 'pending', {
+    state: 'approved',
+    approvals: [{ approver: 'spiffe://hyokd.dev/approver-1', at: Date.now() }],
+  });
+  // Cited for another key: not this approval.
+  const wrongKey = await held('DeleteKey', { name: 'demo', context: { [QUORUM_CONTEXT_KEY]: id } });
+  t.not(wrongKey, id);
+  const r = await call<{ key: { state: string } }>(a, 'DeleteKey', {
+    name: 'other',
+    context: { [QUORUM_CONTEXT_KEY]: id },
+  });
+  t.equal(r.key.state, 'DELETED', 'the approved call ran');
+  t.equal((await h.store.getPendingRequest(id))?.state, 'executed', 'the approval is consumed');
+  await call(a, 'RecoverKey', { name: 'other' });
+  const replay = await held('DeleteKey', { name: 'other', context: { [QUORUM_CONTEXT_KEY]: id } });
+  t.not(replay, id, 'one approval, one call');
+  t.equal((await h.keys.describe('other')).state, 'enabled');
+});
+
+t.test('an approval from another requester does not count', async (t) => {
+  const id = await held('PurgeKey', { name: 'demo' });
+  await h.store.updatePendingRequest(id, 'pending', { state: 'approved' });
+  const gate = new StoreQuorumGate({ store: h.store, operations: ['PurgeKey'] });
+  const v = await gate.check('PurgeKey', 'demo', 'spiffe://hyokd.dev/someone-else', {
+    params: {},
+    context: { [QUORUM_CONTEXT_KEY]: id },
+  });
+  t.not(v, 'proceed');
+  t.equal((await h.store.getPendingRequest(id))?.state, 'approved', 'not consumed');
+});
+
+t.test('unlisted operations proceed', async (t) => {
+  const r = await call<{ newVersion: number }>(a, 'RotateKey', { name: 'demo' });
+  t.equal(r.newVersion, 2);
+  const s = await call<{ key: { state: string } }>(a, 'SetKeyState', { name: 'demo', enabled: false });
+  t.equal(s.key.state, 'DISABLED', 'disabling an unprotected key is not held');
+  await call(a, 'SetKeyState', { name: 'demo', enabled: true });
+});
+
+t.test('disabling a purge-protected key is held; enabling it is not', async (t) => {
+  const id = await held('SetKeyState', { name: 'guarded', enabled: false });
+  t.equal((await h.store.getPendingRequest(id))?.op, 'DisableProtectedKey');
+  t.equal((await h.keys.describe('guarded')).state, 'enabled');
+  const r = await call<{ key: { state: string } }>(a, 'SetKeyState', { name: 'guarded', enabled: true });
+  t.equal(r.key.state, 'ENABLED');
+});
+
+t.test('SetPolicy, BackupKey, RestoreKey and ImportKey are held before they touch anything', async (t) => {
+  const before = readFileSync(h.policyFile, 'utf8');
+  const gen = h.policy.generation;
+  await held('SetPolicy', { document: 'version: 1\n' });
+  t.equal(readFileSync(h.policyFile, 'utf8'), before, 'policy file unchanged');
+  t.equal(h.policy.generation, gen, 'policy not swapped');
+  t.equal(await h.store.getCurrentPolicyDocument(), null, 'no revision stored');
+  await h.keys.initDomain();
+  await h.keys.createKey({ name: 'bk', kind: 'aes-256', backupable: true });
+  await held('BackupKey', { name: 'bk' });
+  const blob = (await h.keys.backupKey('bk')).backup;
+  const rid = await held('RestoreKey', { backup: blob });
+  const rec = await h.store.getPendingRequest(rid);
+  t.equal(rec?.keyName, null, 'restore is key-less until the blob is opened');
+  t.notMatch(JSON.stringify(rec?.payload), blob.toString('base64').slice(0, 40), 'the blob is not stored');
+  const ik = await h.keys.createImportKey();
+  await held('ImportKey', {
+    name: 'imp',
+    kind: 'AES_256',
+    importKeyId: ik.importKeyId,
+    wrappedKeyMaterial: Buffer.alloc(424, 1),
+    wrapAlgorithm: 'RSA_AES_KEY_WRAP_SHA1',
+  });
+  const [g] = await settle(call(a, 'GetKey', { name: 'imp' }));
+  t.equal(reasonOf(g), 'KEY_NOT_FOUND');
+});
+
+t.test('denied calls are never held', async (t) => {
+  const before = (await h.store.listPendingRequests()).length;
+  const [e] = await settle(call(h.admin(h.clientCert), 'DeleteKey', { name: 'demo' }));
+  t.equal(e?.code, 7);
+  t.equal((await h.store.listPendingRequests()).length, before);
+});
+
+t.test('ExplainPolicy reports which operations need quorum', async (t) => {
+  const p = await call<{ quorumRequired: boolean; quorumApprovals: number }>(a, 'ExplainPolicy', {
+    operation: 'purge',
+    keyName: 'demo',
+  });
+  t.equal(p.quorumRequired, true);
+  t.equal(p.quorumApprovals, 2);
+  const r = await call<{ quorumRequired: boolean }>(a, 'ExplainPolicy', {
+    operation: 'recover',
+    keyName: 'demo',
+  });
+  t.equal(r.quorumRequired, false);
+});
+
+t.test('the default gate holds nothing, and unknown operations are refused at configuration', async (t) => {
+  const gate = new StoreQuorumGate({ store: h.store });
+  const before = (await h.store.listPendingRequests()).length;
+  t.equal(await gate.check('PurgeKey', 'demo', DEV_ADMIN_ID, { params: {}, context: {} }), 'proceed');
+  t.equal((await h.store.listPendingRequests()).length, before);
+  t.throws(
+    () => new StoreQuorumGate({ store: h.store, operations: ['Fly' as never] }),
+    /unknown quorum operation/,
+  );
+});
