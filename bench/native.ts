@@ -12,7 +12,10 @@
 //   npm run bench:native                    (2 s per case, 0.5 s warm-up, 4 rounds)
 //   HYOKD_BENCH_QUICK=1 npm run bench:native (smoke run)
 // Environment: HYOKD_BENCH_SECONDS, _WARMUP, _ROUNDS, _QUICK (see bench/lib/timing.ts),
-// HYOKD_BENCH_THREADS (default "1,2"), HYOKD_BENCH_LANES (pkcs11js, default "1,2,4,8").
+// HYOKD_BENCH_THREADS (default "1,2"), HYOKD_BENCH_LANES (pkcs11js, default "1,2,4,8"),
+// HYOKD_BENCH_CASES (comma-separated subset, default all; missing cases print null),
+// HYOKD_BENCH_QUIET_WAIT (seconds to wait before each case for the machine to be idle
+// (< 0.3 busy cores), default 0: on a shared machine it makes the rounds cleaner).
 // The last line of stdout is one JSON object for tools.
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -28,6 +31,7 @@ import { fmtAgainstTarget, fmtRate, fmtRatio, roundRatio, table } from './lib/fo
 import { describeMachine, machineInfo } from './lib/machine.js';
 import { coresBusy, cpuMicrosPerOp, otherCores, type Measurement } from './lib/measurement.js';
 import { repoRoot } from './lib/paths.js';
+import { waitForQuiet } from './lib/procstat.js';
 import { randomPlain, writeSamples, type Sample } from './lib/samples.js';
 import { best, median } from './lib/stats.js';
 import { timingFromEnv, type Timing } from './lib/timing.js';
@@ -238,6 +242,19 @@ async function main(): Promise<void> {
   const timing = timingFromEnv();
   const threadsList = intList('HYOKD_BENCH_THREADS', [1, 2]);
   const lanesList = intList('HYOKD_BENCH_LANES', [1, 2, 4, 8]);
+  const allCases: CaseName[] = [
+    'c_loop',
+    'addon_batch',
+    'addon_single',
+    'addon_session_copy',
+    'pkcs11js_async',
+  ];
+  const cases = (process.env.HYOKD_BENCH_CASES ?? '').split(',').filter(Boolean);
+  for (const c of cases)
+    if (!allCases.includes(c as CaseName)) throw new Error(`unknown case in HYOKD_BENCH_CASES: ${c}`);
+  const wanted = (c: CaseName) => cases.length === 0 || cases.includes(c);
+  const quietWait = Number(process.env.HYOKD_BENCH_QUIET_WAIT ?? 0);
+  if (!(quietWait >= 0 && quietWait <= 600)) throw new Error('HYOKD_BENCH_QUIET_WAIT must be 0..600 seconds');
   const machine = machineInfo();
   const dir = mkdtempSync(join(tmpdir(), 'hyokd-bench-'));
   const cleanup = () => rmSync(dir, { recursive: true, force: true });
@@ -255,10 +272,10 @@ async function main(): Promise<void> {
     const jobs: Job[] = [];
     for (const t of threadsList) {
       for (const name of ['c_loop', 'addon_batch', 'addon_single', 'addon_session_copy'] as const) {
-        jobs.push({ name, width: t });
+        if (wanted(name)) jobs.push({ name, width: t });
       }
     }
-    for (const l of lanesList) jobs.push({ name: 'pkcs11js_async', width: l });
+    if (wanted('pkcs11js_async')) for (const l of lanesList) jobs.push({ name: 'pkcs11js_async', width: l });
     log(
       `bench:native: ${jobs.length} cases x ${timing.rounds} round(s), ` +
         `${timing.warmup} s warm-up + ${timing.seconds} s each${timing.quick ? ' (QUICK)' : ''}`,
@@ -267,6 +284,7 @@ async function main(): Promise<void> {
       // Alternate the order so slow drift on the machine does not always hit the same cases.
       const order = r % 2 === 0 ? jobs : [...jobs].reverse();
       for (const j of order) {
+        await waitForQuiet(0.3, quietWait);
         const m = await runJob(bench, j);
         const list = results.get(key(j)) ?? [];
         list.push(m);

@@ -27,3 +27,21 @@ export function mainThreadCpuSeconds(): number {
     return Number.NaN;
   }
 }
+
+/**
+ * Waits, at most `maxSeconds`, for a moment when the rest of the machine keeps fewer
+ * than `maxBusyCores` cores busy (measured over 0.5 s windows). Returns the busy cores
+ * of the last window. With maxSeconds = 0 it returns at once (NaN).
+ */
+export async function waitForQuiet(maxBusyCores: number, maxSeconds: number): Promise<number> {
+  if (!(maxSeconds > 0)) return Number.NaN;
+  const deadline = performance.now() + maxSeconds * 1000;
+  let busy = Number.NaN;
+  while (performance.now() < deadline) {
+    const a = systemBusySeconds();
+    await new Promise((r) => setTimeout(r, 500));
+    busy = (systemBusySeconds() - a) / 0.5;
+    if (!(busy >= maxBusyCores)) return busy;
+  }
+  return busy;
+}
