@@ -1,7 +1,7 @@
 // `hyokd serve`: load the configuration, prepare the embedded default when the config
-// still points at it, open HSM, store, keys, policy and audit, and serve hyok.v1 over
-// mutual TLS until SIGTERM/SIGINT. SIGHUP reloads the TLS certificates + trust bundle
-// and the policy file without dropping established calls.
+// still points at it, open HSM, store, keys, policy and audit, and serve hyok.v1 and
+// hyok.admin.v1.KeyAdmin over mutual TLS until SIGTERM/SIGINT. SIGHUP reloads the TLS
+// certificates + trust bundle and the policy file without dropping established calls.
 import { mkdirSync } from 'node:fs';
 import { join, relative, isAbsolute } from 'node:path';
 import type { Command } from 'commander';
@@ -12,7 +12,8 @@ import { KeyService } from '../keys/index.js';
 import { createLogger, type Logger } from '../log.js';
 import { PolicyHolder } from '../policy/index.js';
 import { noopObserver, type CallObserver } from '../server/observer.js';
-import type { AuditSink } from '../server/pipeline.js';
+import { adminExtraService } from '../server/admin-service.js';
+import type { AuditSink, PipelineDeps } from '../server/pipeline.js';
 import { HyokServer, type ExtraService } from '../server/server.js';
 import { ReloadableTls } from '../server/tls-credentials.js';
 import { openSqliteStore, type SqliteMetadataStore } from '../store/index.js';
@@ -29,7 +30,7 @@ export const AUDIT_KEY_ID = Buffer.from('hyokd-audit-signing-1', 'utf8');
 
 export interface DaemonOptions {
   observer?: CallObserver;
-  /** Extra services on the same server (admin …), built from the daemon's parts. */
+  /** The services besides hyok.v1, built from the daemon's parts. Default: hyok.admin.v1.KeyAdmin. */
   services?: (parts: DaemonParts) => ExtraService[];
   log?: Logger;
 }
@@ -42,6 +43,8 @@ export interface DaemonParts {
   keys: KeyService;
   policy: PolicyHolder;
   audit: AuditWriter | null;
+  /** The pipeline dependencies every service runs on. */
+  deps: PipelineDeps;
 }
 
 export interface Daemon extends DaemonParts {
@@ -105,23 +108,27 @@ export async function startDaemon(config: Config, opts: DaemonOptions = {}): Pro
     created.push(`demo KEK "${DEMO_KEY}" (AES-256)`);
 
   const tls = await ReloadableTls.fromFiles(config.server.tls);
-  const parts: DaemonParts = { config, log, hsm, store, keys, policy, audit };
   const s = config.server;
-  const server = await HyokServer.start({
-    deps: {
-      hsm,
-      keys,
-      policy,
-      audit: audit as AuditSink | null,
-      observer: opts.observer ?? noopObserver,
-      log,
-      limits: {
-        maxBatchItems: s.maxBatchItems,
-        maxDekBytes: s.maxDekBytes,
-        maxAadBytes: s.maxAadBytes,
-        maxContextEntries: s.maxContextEntries,
-      },
+  const deps: PipelineDeps = {
+    hsm,
+    keys,
+    policy,
+    audit: audit as AuditSink | null,
+    observer: opts.observer ?? noopObserver,
+    log,
+    limits: {
+      maxBatchItems: s.maxBatchItems,
+      maxDekBytes: s.maxDekBytes,
+      maxAadBytes: s.maxAadBytes,
+      maxContextEntries: s.maxContextEntries,
     },
+  };
+  const parts: DaemonParts = { config, log, hsm, store, keys, policy, audit, deps };
+  const services = opts.services
+    ? opts.services(parts)
+    : [adminExtraService({ deps, keys, policy, store, policyFile: config.policy.file })];
+  const server = await HyokServer.start({
+    deps,
     tls,
     listen: s.listen,
     transport: {
@@ -132,7 +139,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions = {}): Pro
       maxMessageBytes: s.maxMessageBytes,
       drainTimeoutMs: s.drainTimeoutMs,
     },
-    services: opts.services?.(parts) ?? [],
+    services,
     closeAfterDrain: [
       { name: 'keys', close: () => keys.stop() },
       ...(audit ? [{ name: 'audit', close: () => audit.close() }] : []),
@@ -192,7 +199,10 @@ export function firstRunBanner(
     'or with grpcurl (the server offers reflection):',
     `  grpcurl -cacert ${shown(join(pki, 'ca.pem'))} -cert ${shown(join(pki, 'client.pem'))} -key ${shown(join(pki, 'client.key'))} -d '{"key_name":"${DEMO_KEY}"}' ${address} hyok.v1.Hyok/GenerateDataKey`,
     '',
-    `Admin certificate bundle: ${shown(join(pki, 'admin.bundle.pem'))}. SIGHUP reloads certificates and policy; SIGTERM drains and stops.`,
+    'Administer keys with the admin certificate bundle:',
+    `  ${env}${cli} keys list ${endpoint} --bundle ${shown(join(pki, 'admin.bundle.pem'))}`,
+    '',
+    'SIGHUP reloads certificates and policy; SIGTERM drains and stops.',
   );
   return lines;
 }

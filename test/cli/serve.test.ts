@@ -12,7 +12,7 @@ import { credentials, type ClientDuplexStream } from '@grpc/grpc-js';
 import t from 'tap';
 import { issueServerCert, loadCa, parseBundle } from '../../src/pki/index.js';
 import { hyokGrpcObject } from '../../src/server/proto.js';
-import { call } from '../server/fixtures.js';
+import { call, settle } from '../server/fixtures.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const home = mkdtempSync(join(tmpdir(), 'hyokd-serve-'));
@@ -189,6 +189,35 @@ t.test('second run: reuses token, PKI, policy and key', async (t) => {
   });
   t.same(u.plaintextDek, firstDek, 'an envelope from the first run opens');
   c.close();
+  r.child.kill('SIGTERM');
+  t.equal(await r.exited, 0);
+});
+
+t.test('the admin service is served too, for the admin certificate only', async (t) => {
+  const r = await start();
+  t.teardown(() => {
+    r.child.kill('SIGKILL');
+  });
+  const { adminGrpcObject } = await import('../../src/server/admin-proto.js');
+  const Admin = (adminGrpcObject() as any).hyok.admin.v1.KeyAdmin;
+  const open = (bundle: string) => {
+    const b = parseBundle(readFileSync(join(home, 'var', 'pki', bundle), 'utf8'));
+    return new Admin(
+      `127.0.0.1:${r.port}`,
+      credentials.createSsl(Buffer.from(b.caPem), Buffer.from(b.keyPem), Buffer.from(b.certPem)),
+    );
+  };
+  const admin = open('admin.bundle.pem');
+  const listed = await call<{ keys: { name: string }[] }>(admin, 'ListKeys', {});
+  t.ok(
+    listed.keys.some((k) => k.name === 'demo'),
+    'the admin lists the demo key',
+  );
+  const notAdmin = open('client.bundle.pem');
+  const [e] = await settle(call(notAdmin, 'ListKeys', {}));
+  t.equal(e?.code, 7, 'the client certificate may not administer');
+  admin.close();
+  notAdmin.close();
   r.child.kill('SIGTERM');
   t.equal(await r.exited, 0);
 });
