@@ -363,6 +363,12 @@ export async function finishCall(
     }
   }
   if (h) logFailure(ctx, h);
+  if (deps.log.isLevelEnabled('debug')) {
+    ctx.log.debug(
+      { code: h ? h.code : 'OK', latencyMs: ctx.elapsedMs(), items: ctx.items },
+      'request finished',
+    );
+  }
   deps.observer.callFinished({
     service: ctx.spec.service,
     method: ctx.spec.method,
