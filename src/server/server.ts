@@ -99,8 +99,11 @@ export class HyokServer {
     });
     health.addToServer(grpc);
     // One reflection service over all packages: grpc-js refuses a second handler for
-    // the reflection methods, so per-package services would collide.
-    new ReflectionService(Object.assign({}, ...reflected) as PackageDefinition).addToServer(grpc);
+    // the reflection methods, so per-package services would collide. Extra packages go
+    // first: reflection keeps the first file of a name, and each package carries its own
+    // "google_protobuf.proto" (hyok.v1's has only Timestamp, admin's adds Duration).
+    const merged = Object.assign({}, ...reflected.slice(1), reflected[0]) as PackageDefinition;
+    new ReflectionService(merged).addToServer(grpc);
     const host = listen.host.includes(':') ? `[${listen.host}]` : listen.host;
     const port = await new Promise<number>((resolve, reject) => {
       grpc.bindAsync(`${host}:${listen.port}`, opts.tls.credentials, (err, p) =>

@@ -451,3 +451,62 @@ t.test('metrics observer saw the admin service', async (t) => {
   );
   t.ok(h.calls.some((c) => c.service === 'hyok.admin.v1.KeyAdmin' && c.identityClass === 'admin'));
 });
+
+interface ReflectionResponse {
+  listServicesResponse: { service: { name: string }[] };
+  fileDescriptorResponse: { fileDescriptorProto: Buffer[] };
+}
+
+t.test('server reflection lists both services and resolves the admin types', async (t) => {
+  const { join } = await import('node:path');
+  const { loadSync } = await import('@grpc/proto-loader');
+  const grpc = await import('@grpc/grpc-js');
+  const descriptor = (await import('protobufjs/ext/descriptor/index.js')).default as unknown as {
+    FileDescriptorProto: { decode(b: Uint8Array): { name: string; messageType?: { name: string }[] } };
+  };
+  const pkg = loadSync(
+    join(process.cwd(), 'node_modules/@grpc/reflection/build/proto/grpc/reflection/v1/reflection.proto'),
+    { keepCase: false, longs: String, enums: String, defaults: true, oneofs: true },
+  );
+  const Ctor = (
+    grpc.loadPackageDefinition(pkg) as unknown as {
+      grpc: {
+        reflection: { v1: { ServerReflection: new (...a: unknown[]) => import('@grpc/grpc-js').Client } };
+      };
+    }
+  ).grpc.reflection.v1.ServerReflection;
+  const client = new Ctor(
+    `127.0.0.1:${h.server.port}`,
+    grpc.credentials.createSsl(
+      Buffer.from(h.ca.certPem),
+      Buffer.from(h.adminCert.keyPem),
+      Buffer.from(h.adminCert.certPem),
+    ),
+  );
+  t.teardown(() => client.close());
+  const ask = (req: Record<string, unknown>) =>
+    new Promise<ReflectionResponse>((resolve, reject) => {
+      const s = (
+        client as unknown as {
+          serverReflectionInfo(): import('@grpc/grpc-js').ClientDuplexStream<unknown, ReflectionResponse>;
+        }
+      ).serverReflectionInfo();
+      s.on('data', (d) => {
+        resolve(d);
+        s.end();
+      });
+      s.on('error', reject);
+      s.write(req);
+    });
+  const list = await ask({ listServices: '' });
+  const names = list.listServicesResponse.service.map((s) => s.name);
+  t.ok(names.includes('hyok.v1.Hyok'));
+  t.ok(names.includes('hyok.admin.v1.KeyAdmin'));
+  const files = await ask({ fileContainingSymbol: 'hyok.admin.v1.KeyAdmin' });
+  const decoded = files.fileDescriptorResponse.fileDescriptorProto.map((b) =>
+    descriptor.FileDescriptorProto.decode(b),
+  );
+  const types = decoded.flatMap((f) => (f.messageType ?? []).map((m) => m.name));
+  t.ok(types.includes('CreateKeyRequest'));
+  t.ok(types.includes('Duration'), 'the Duration dependency resolves');
+});
