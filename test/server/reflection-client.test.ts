@@ -61,6 +61,8 @@ t.test('a reflection-only client calls GenerateDataKey and Unwrap', async (t) =>
     file: files.map((f) => (descriptor as any).FileDescriptorProto.decode(f)),
   });
   const root = (protobuf.Root as any).fromDescriptor(set) as protobuf.Root;
+  root.resolveAll(); // every referenced type (google.protobuf.Timestamp included) came with the answer
+  t.ok(root.lookupType('hyok.v1.KeyVersionInfo').fields.createdTime!.resolvedType, 'Timestamp resolved');
   const svc = root.lookupService('hyok.v1.Hyok');
   const method = (name: string) => {
     const m = svc.methods[name]!.resolve() as protobuf.Method;
