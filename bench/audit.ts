@@ -16,7 +16,7 @@ import { fmtAgainstTarget, fmtRate, fmtRatio, roundRatio, table } from './lib/fo
 import { describeMachine, machineInfo } from './lib/machine.js';
 import { best, median } from './lib/stats.js';
 import { startDaemon, type Daemon } from './loadgen/daemon.js';
-import { LOAD_HEADER, loadRow, saturation } from './loadgen/report.js';
+import { cpuPerOp, LOAD_HEADER, loadRow, saturation } from './loadgen/report.js';
 import { problems, runLoad, type LoadResult } from './loadgen/run.js';
 import { BATCH_SIZE, benchTiming, loadSpec, shapeFromEnv, tempWorkspace } from './loadgen/shape.js';
 import { framesFor, makeWorkload, verifyCaptures } from './loadgen/workload.js';
@@ -172,6 +172,20 @@ async function main(): Promise<void> {
   out.push(
     `  BatchUnwrap    on ${fmtRate(batchOn)} / off ${fmtRate(batchOff)} DEKs/s   ratio ${fmtRatio(ratioBatch)} (median of per-round ratios ${fmtRatio(perRound('batch'))})`,
   );
+  // CPU per DEK of the server in the best rounds: steadier than rates on a crowded machine.
+  const us = (n: CaseName, which: 'serverCores' | 'serverMainThread') => {
+    const r = bestRun(n);
+    return r ? cpuPerOp(r.cpu[which], r, 'items') : Number.NaN;
+  };
+  for (const k of ['unary', 'batch'] as Kind[]) {
+    const on = us(`${k}_on`, 'serverMainThread');
+    const off = us(`${k}_off`, 'serverMainThread');
+    out.push(
+      `  ${k.padEnd(6)} server JS thread CPU per DEK: on ${on.toFixed(1)} us, off ${off.toFixed(1)} us` +
+        ` (audit adds ${(on - off).toFixed(1)} us; off/on ${fmtRatio(off / on)});` +
+        ` whole server process: on ${us(`${k}_on`, 'serverCores').toFixed(1)} us, off ${us(`${k}_off`, 'serverCores').toFixed(1)} us`,
+    );
+  }
   out.push(`  lower ratio    ${fmtAgainstTarget(ratio, TARGET)}`);
   out.push(
     `  audit records written during the measured cases: ${auditRecords.after - auditRecords.before}` +
@@ -192,6 +206,10 @@ async function main(): Promise<void> {
     ratio_unary: roundRatio(ratioUnary),
     ratio_batch: roundRatio(ratioBatch),
     audit_records: auditRecords.after - auditRecords.before,
+    unary_js_us_on: roundRatio(us('unary_on', 'serverMainThread')),
+    unary_js_us_off: roundRatio(us('unary_off', 'serverMainThread')),
+    batch_js_us_per_dek_on: roundRatio(us('batch_on', 'serverMainThread')),
+    batch_js_us_per_dek_off: roundRatio(us('batch_off', 'serverMainThread')),
     errors: totalProblems,
     dek_checked: checked,
     dek_mismatches: mismatches,

@@ -6,6 +6,21 @@ function pct(x: number): string {
   return Number.isFinite(x) ? `${Math.round(x * 100)}%` : '-';
 }
 
+/**
+ * CPU microseconds per operation (call, or DEK when unit = items): unlike throughput,
+ * barely moved by other processes taking cores away, so the steadier basis for ratios
+ * on a crowded machine.
+ */
+export function cpuPerOp(cores: number, r: LoadResult, unit: 'calls' | 'items'): number {
+  const rate = unit === 'items' ? r.okItemsPerSec : r.callsPerSec;
+  return rate > 0 ? (cores * 1e6) / rate : Number.NaN;
+}
+
+function perOp(cores: number, r: LoadResult, unit: 'calls' | 'items'): string {
+  const v = cpuPerOp(cores, r, unit);
+  return Number.isFinite(v) ? v.toFixed(1) : '-';
+}
+
 /** A row of the per-round table. */
 export function loadRow(name: string, round: number, r: LoadResult, unit: 'calls' | 'items'): string[] {
   const c = r.cpu;
@@ -21,6 +36,9 @@ export function loadRow(name: string, round: number, r: LoadResult, unit: 'calls
     Math.max(0, c.machineCores - c.serverCores - c.generatorCores).toFixed(2),
     pct(c.serverMainWait),
     pct(c.cpuPressure),
+    perOp(c.serverCores, r, unit),
+    perOp(c.serverMainThread, r, unit),
+    perOp(c.generatorCores, r, unit),
     String(problems(r)),
     String(r.skipped),
   ];
@@ -38,6 +56,9 @@ export const LOAD_HEADER = [
   'others',
   'JS wait',
   'cpu pressure',
+  'server us/op',
+  'JS us/op',
+  'gen us/op',
   'errors',
   'skipped',
 ];
