@@ -417,6 +417,22 @@ t.test('SetPolicy refuses a bad policy with its problems and keeps the old one',
   t.ok(failed.length >= 2, 'refused documents are audited as failed reloads');
 });
 
+t.test('GetPolicy follows a SIGHUP-style reload of an edited file', async (t) => {
+  const { writeFileSync } = await import('node:fs');
+  const before = await call<{ policy: { etag: string } }>(a, 'GetPolicy', {});
+  const edited = `${readFileSync(h.policyFile, 'utf8')}# edited by hand\n`;
+  writeFileSync(h.policyFile, edited);
+  const notYet = await call<{ policy: { document: string; etag: string } }>(a, 'GetPolicy', {});
+  t.equal(notYet.policy.etag, before.policy.etag, 'an edit is not in force until reloaded');
+  t.equal((await h.policy.reload()).ok, true);
+  const r = await call<{ policy: { document: string; etag: string; updatedBy: string } }>(a, 'GetPolicy', {});
+  t.equal(r.policy.document, edited);
+  t.not(r.policy.etag, before.policy.etag);
+  t.equal(r.policy.updatedBy, '', 'not a stored revision');
+  const [stale] = await settle(call(a, 'SetPolicy', { document: edited, etag: before.policy.etag }));
+  t.equal(reasonOf(stale), 'ETAG_MISMATCH', 'the old etag is stale after the reload');
+});
+
 t.test('ExplainPolicy says who decides, with a trace, for the caller or another identity', async (t) => {
   const r = await call<{
     allowed: boolean;
