@@ -372,6 +372,19 @@ export function createHyokService(
     }
     let inFlight = 0;
     let paused = false;
+    // Reading also stops while the client does not read its responses (write buffer
+    // full), so a slow reader cannot make the server queue unbounded output.
+    let writeBlocked = false;
+    const maybeResume = () => {
+      if (paused && !writeBlocked && inFlight <= maxInFlight / 2) {
+        paused = false;
+        call.resume();
+      }
+    };
+    call.on('drain', () => {
+      writeBlocked = false;
+      maybeResume();
+    });
     let ended = false;
     let closed = false;
     // Items parsed in the same tick go to the HSM as one batch.
@@ -380,10 +393,7 @@ export function createHyokService(
 
     const done = () => {
       inFlight -= 1;
-      if (paused && inFlight <= maxInFlight / 2) {
-        paused = false;
-        call.resume();
-      }
+      maybeResume();
       if (ended && inFlight === 0 && !closed) {
         closed = true;
         call.end();
@@ -406,7 +416,13 @@ export function createHyokService(
       } else if (err) {
         status = toItemStatus(err);
       }
-      if (!call.cancelled && !closed) call.write({ correlationId: corr, status, result });
+      if (!call.cancelled && !closed && !call.write({ correlationId: corr, status, result })) {
+        writeBlocked = true;
+        if (!paused) {
+          paused = true;
+          call.pause();
+        }
+      }
       done();
     };
 

@@ -104,3 +104,33 @@ t.test('health is NOT_SERVING while the audit sink is unhealthy', async (t) => {
   h.audit.healthy = healthy;
   t.equal(h.server.health.check(), 'SERVING');
 });
+
+t.test(
+  'a client that stops reading stops the stream: the server does not queue unbounded output',
+  async (t) => {
+    const stream = (c.UnwrapStream as () => ClientDuplexStream<any, any>).call(c);
+    let received = 0;
+    stream.on('data', () => received++);
+    const ended = new Promise<void>((resolve, reject) => {
+      stream.on('end', resolve);
+      stream.on('error', reject);
+    });
+    stream.pause();
+    const total = 8000;
+    const before = h.hsm.counters().ops.decrypt ?? 0;
+    for (let i = 0; i < total; i++)
+      stream.write({ correlationId: String(i), request: { envelope: g.envelope } });
+    stream.end();
+    const processed = () => (h.hsm.counters().ops.decrypt ?? 0) - before;
+    let last = -1;
+    for (let i = 0; i < 100 && processed() !== last; i++) {
+      last = processed();
+      await new Promise((r) => setTimeout(r, 150));
+    }
+    t.comment(`processed while the client was not reading: ${processed()} of ${total}`);
+    t.ok(processed() < total, 'the server stopped taking work');
+    stream.resume();
+    await ended;
+    t.equal(received, total, 'every message is answered once the client reads again');
+  },
+);
