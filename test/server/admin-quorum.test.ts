@@ -169,3 +169,29 @@ t.test('the default gate holds nothing, and unknown operations are refused at co
     /unknown quorum operation/,
   );
 });
+
+t.test('an approval past its expiry does not count', async (t) => {
+  const id = await held('PurgeKey', { name: 'other' });
+  await h.store.updatePendingRequest(id, 'pending', { state: 'approved' });
+  const rec = (await h.store.getPendingRequest(id))!;
+  const late = new StoreQuorumGate({
+    store: h.store,
+    operations: ['PurgeKey'],
+    clock: () => rec.expiresAt + 1,
+  });
+  const v = await late.check('PurgeKey', 'other', DEV_ADMIN_ID, {
+    params: {},
+    context: { [QUORUM_CONTEXT_KEY]: id },
+  });
+  t.not(v, 'proceed');
+  const onTime = new StoreQuorumGate({
+    store: h.store,
+    operations: ['PurgeKey'],
+    clock: () => rec.expiresAt - 1,
+  });
+  const ok = await onTime.check('PurgeKey', 'other', DEV_ADMIN_ID, {
+    params: {},
+    context: { [QUORUM_CONTEXT_KEY]: id },
+  });
+  t.equal(ok, 'proceed', 'the same approval before expiry proceeds (the test can fail)');
+});
