@@ -104,7 +104,7 @@ export class CallContext {
   key: AuditKeyRef | undefined;
   /** Extra audit fields (ciphertext digest …). */
   details: AuditFields | undefined;
-  /** Per-item audit records (batches); when set, they replace the single record. */
+  /** Per-item outcomes (batches); when set, the call is audited with them (batchAuditEvents). */
   auditItems: AuditItem[] | null = null;
   items = 1;
   hsmMs = 0;
@@ -296,6 +296,53 @@ function auditEvent(ctx: CallContext, item: AuditItem, latencyMs: number): Audit
   return ev;
 }
 
+/** Items per batch audit record (the audit sanitizer keeps at most 64 array entries). */
+export const AUDIT_ITEMS_PER_RECORD = 64;
+
+/**
+ * A batch is audited as one record per AUDIT_ITEMS_PER_RECORD items, not one per item:
+ * each item's index, key, version, decision rule, result code and envelope digest are in
+ * `details.items`; the record's own `key` and `decision` are set when every item shares
+ * them (else decision.rule is 'per-item'), and `result.code` is what the call returned.
+ * An item still without a code (the whole call failed) gets the call's code.
+ */
+function batchAuditEvents(ctx: CallContext, callCode: string, latencyMs: number): AuditEvent[] {
+  const items = ctx.auditItems!;
+  const out: AuditEvent[] = [];
+  for (let start = 0; start < items.length; start += AUDIT_ITEMS_PER_RECORD) {
+    const chunk = items.slice(start, start + AUDIT_ITEMS_PER_RECORD);
+    let key: AuditKeyRef | undefined = chunk[0]!.key;
+    let decision = chunk[0]!.decision;
+    const rows: AuditFields[] = chunk.map((it, j) => {
+      if (key && (it.key?.name !== key.name || it.key?.version !== key.version)) key = undefined;
+      if (decision && (it.decision?.allowed !== decision.allowed || it.decision?.rule !== decision.rule)) {
+        decision = undefined;
+      }
+      const row: AuditFields = { i: start + j, code: it.code || callCode };
+      if (it.key) {
+        row.key = it.key.name;
+        if (it.key.version !== undefined) row.version = it.key.version;
+      }
+      if (it.decision) row.rule = it.decision.rule;
+      if (it.details?.envelope !== undefined) row.envelope = it.details.envelope;
+      return row;
+    });
+    const allowed = chunk.every((it) => it.decision?.allowed === true);
+    const ev = auditEvent(
+      ctx,
+      {
+        code: callCode,
+        decision: decision ?? { allowed, rule: 'per-item' },
+        details: { items: rows, itemCount: items.length },
+        ...(key ? { key } : {}),
+      },
+      latencyMs,
+    );
+    out.push(ev);
+  }
+  return out;
+}
+
 function grpcStatusName(code: number): string {
   return STATUS_NAMES[code] ?? String(code);
 }
@@ -354,7 +401,7 @@ export async function finishCall(
     const code = h ? h.code : 'OK';
     try {
       if (ctx.auditItems && ctx.auditItems.length > 0) {
-        await Promise.all(ctx.auditItems.map((it) => deps.audit!.append(auditEvent(ctx, it, latency))));
+        await Promise.all(batchAuditEvents(ctx, code, latency).map((ev) => deps.audit!.append(ev)));
       } else {
         await deps.audit.append(auditEvent(ctx, { code }, latency));
       }

@@ -1,3 +1,4 @@
+/* eslint-disable @typescript-eslint/no-explicit-any -- audit events read back untyped */
 // The pipeline steps on their own (no network): request id and context validation,
 // deadline checks before the HSM, audit-first finish, and where internal detail goes.
 import { Writable } from 'node:stream';
@@ -145,4 +146,42 @@ t.test('finishCall: a failing audit append turns success into UNAVAILABLE AUDIT_
   t.equal(fine, null, 'with audit disabled the call succeeds');
   const known = await finishCall({ ...d, audit: null }, ctx, new HyokError('KEY_NOT_FOUND'));
   t.equal(known?.code, 5);
+});
+
+t.test('batch audit: one record per 64 items; items without an outcome get the call code', async (t) => {
+  const appended: AuditEvent[] = [];
+  const d = await deps([], appended, []);
+  const ctx = new CallContext(
+    { ...spec, method: 'BatchUnwrap' },
+    identity,
+    'p',
+    Infinity,
+    'req-9',
+    {},
+    d.log,
+  );
+  ctx.auditItems = Array.from({ length: 70 }, (_, i) => ({
+    code: '',
+    key: { name: 'demo', version: 1 },
+    decision: { allowed: true, rule: 'binding[0]:crypto-user' },
+    details: { item: i, envelope: 'abcd' },
+  }));
+  const ge = await finishCall(d, ctx, new HyokError('QUEUE_FULL'));
+  t.equal(ge?.code, 8);
+  t.equal(appended.length, 2);
+  const [a, b] = appended as any[];
+  t.equal(a.details.items.length, 64);
+  t.equal(b.details.items.length, 6);
+  t.same(
+    b.details.items.map((it: { i: number }) => it.i),
+    [64, 65, 66, 67, 68, 69],
+  );
+  t.ok(
+    [...a.details.items, ...b.details.items].every((it: { code: string }) => it.code === 'QUEUE_FULL'),
+    'the whole-call failure reaches every item',
+  );
+  t.equal(a.result.code, 'QUEUE_FULL');
+  t.same(a.key, { name: 'demo', version: 1 });
+  t.same(a.decision, { allowed: true, rule: 'binding[0]:crypto-user' });
+  t.equal(a.details.itemCount, 70);
 });

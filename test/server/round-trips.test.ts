@@ -209,8 +209,32 @@ t.test('audit records exist for allowed calls with identity, key, rule and reque
     recs.some((r) => r.op === 'Echo'),
     'Echo is not audited',
   );
-  const bad = recs.find((r) => r.op === 'BatchUnwrap' && (r as any).result.code === 'INVALID_CIPHERTEXT');
-  t.ok(bad, 'a failed batch item is audited with its code');
+  const batch = recs.find(
+    (r: any) =>
+      r.op === 'BatchUnwrap' && r.details?.items?.some((it: any) => it.code === 'INVALID_CIPHERTEXT'),
+  ) as any;
+  t.ok(batch, 'a failed batch item is audited with its code');
+  t.equal(batch.result.code, 'OK', 'the call itself succeeded');
+  t.equal(batch.details.itemCount, 4);
+  t.same(
+    batch.details.items.map((it: any) => [it.i, it.code]),
+    [
+      [0, 'OK'],
+      [1, 'OK'],
+      [2, 'INVALID_CIPHERTEXT'],
+      [3, 'MALFORMED_ENVELOPE'],
+    ],
+  );
+  t.match(batch.details.items[0], {
+    key: 'demo',
+    version: 1,
+    rule: 'binding[0]:crypto-user',
+    envelope: /^[0-9a-f]{16}$/,
+  });
+  t.equal(batch.decision.rule, 'per-item', 'the malformed item had no decision');
+  const ten = recs.filter((r: any) => r.op === 'BatchUnwrap' && r.details?.itemCount === 10);
+  t.equal(ten.length, 1, 'a 10-item batch is one audit record');
+  t.same(ten[0]!.key, { name: 'demo', version: 1 }, 'its key, shared by every item');
   t.ok(
     h.calls.some((r) => r.method === 'Unwrap' && r.status === 'OK' && r.hsmSeconds! > 0),
     'observer saw calls',
