@@ -16,5 +16,6 @@ await program.parseAsync(process.argv).catch((e: unknown) => {
   process.stderr.write(
     `hyokd: ${err.name ?? 'Error'}${err.code ? ` ${err.code}` : ''}: ${err.message ?? String(e)}\n`,
   );
-  process.exitCode = 1;
+  // Exit now: a half-started daemon may hold HSM worker threads and timers open.
+  process.exit(1);
 });
