@@ -387,6 +387,11 @@ async function main(): Promise<void> {
   out.push(
     '  order reversed every other round; figure per case = BEST round (interference only slows a run)',
   );
+  if (quietWait > 0) {
+    out.push(
+      `  before each case: waited up to ${quietWait} s for the rest of the machine to use < 0.3 cores`,
+    );
+  }
   out.push('  c_loop: C, one session per thread, C_DecryptInit+C_Decrypt in a loop, own process');
   out.push(
     `  addon_batch: NativeBackend.batch(), ${BATCH_SIZE} items per batch, ${BATCHES_IN_FLIGHT} batches in flight`,
