@@ -17,6 +17,7 @@ import type { AuditSink, PipelineDeps } from '../server/pipeline.js';
 import { HyokServer, type ExtraService } from '../server/server.js';
 import { ReloadableTls } from '../server/tls-credentials.js';
 import { openSqliteStore, type SqliteMetadataStore } from '../store/index.js';
+import { lockHome, type HomeLock } from './home-lock.js';
 import {
   DEMO_KEY,
   ensureDemoKey,
@@ -70,6 +71,16 @@ async function openAuditSigner(hsm: NativeBackend): Promise<HsmAuditSigner> {
 export async function startDaemon(config: Config, opts: DaemonOptions = {}): Promise<Daemon> {
   const log = opts.log ?? createLogger({ level: config.log.level });
   mkdirSync(config.home, { recursive: true, mode: 0o700 });
+  const lock = lockHome(config.home);
+  try {
+    return await openDaemon(config, opts, log, lock);
+  } catch (e) {
+    lock.release();
+    throw e;
+  }
+}
+
+async function openDaemon(config: Config, opts: DaemonOptions, log: Logger, lock: HomeLock): Promise<Daemon> {
   const setup = await prepareEmbeddedHome(config);
   const created = [...setup.created];
 
@@ -145,6 +156,7 @@ export async function startDaemon(config: Config, opts: DaemonOptions = {}): Pro
       ...(audit ? [{ name: 'audit', close: () => audit.close() }] : []),
       { name: 'hsm', close: () => hsm.close() },
       { name: 'store', close: () => store.close() },
+      { name: 'lock', close: () => lock.release() },
     ],
   });
 

@@ -218,6 +218,25 @@ t.test('the admin service is served too, for the admin certificate only', async 
   t.equal(e?.code, 7, 'the client certificate may not administer');
   admin.close();
   notAdmin.close();
+
+  // A second daemon on the same data folder is refused while this one runs.
+  const second = spawn(process.execPath, [...entry(), 'serve'], {
+    cwd: home,
+    env: {
+      ...process.env,
+      HYOKD_HOME: join(home, 'var'),
+      HYOKD_SERVER_LISTEN: '127.0.0.1:0',
+      HYOKD_CONFIG: '',
+    },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let err2 = '';
+  second.stderr!.on('data', (d: Buffer) => (err2 += d.toString()));
+  const code2 = await new Promise<number | null>((res) => second.on('exit', (c) => res(c)));
+  t.equal(code2, 1, 'the second daemon exits 1');
+  t.match(err2, new RegExp(`another hyokd \\(pid ${r.child.pid}\\) is using the data folder`));
+
   r.child.kill('SIGTERM');
   t.equal(await r.exited, 0);
+  t.notOk(existsSync(join(home, 'var', 'hyokd.lock')), 'the lock is released on shutdown');
 });
