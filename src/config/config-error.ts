@@ -32,12 +32,20 @@ export interface IssueContext {
 const dotted = (path: readonly PropertyKey[]) => path.map(String).join('.');
 
 function origin(path: readonly PropertyKey[], ctx: IssueContext): string {
-  const env = ctx.fromEnv.get(dotted(path));
+  const env = ctx.fromEnv.get(dotted(fieldOf(path)));
   if (env !== undefined) return ` (from environment variable ${env})`;
   return ctx.file !== null ? ` (in ${ctx.file})` : '';
 }
 
-function hint(path: readonly PropertyKey[], ctx: IssueContext): string {
+/** The field a path points into: a list item (quorum.operations.0) belongs to its list. */
+function fieldOf(path: readonly PropertyKey[]): readonly PropertyKey[] {
+  let end = path.length;
+  while (end > 0 && typeof path[end - 1] === 'number') end--;
+  return path.slice(0, end);
+}
+
+function hint(issuePath: readonly PropertyKey[], ctx: IssueContext): string {
+  const path = fieldOf(issuePath);
   const description = schemaAt(configSchema, path)?.description;
   if (description === undefined) return '';
   const env = ctx.fromEnv.get(dotted(path));

@@ -1,8 +1,16 @@
 // The validated, resolved configuration handed to the rest of the daemon. Every path
 // is absolute. Objects are deeply frozen.
-import type { LOG_LEVELS } from './schema.js';
+import type { LOG_LEVELS, QUORUM_OPERATION_NAMES } from './schema.js';
 
 export type LogLevel = (typeof LOG_LEVELS)[number];
+export type QuorumOperationName = (typeof QUORUM_OPERATION_NAMES)[number];
+
+export interface QuorumConfig {
+  /** Admin operations held for approval; empty: none (the default). */
+  readonly operations: readonly QuorumOperationName[];
+  readonly approvals: number;
+  readonly ttlMs: number;
+}
 
 export interface HsmConfig {
   /** Absolute path of the PKCS#11 module. */
@@ -58,5 +66,6 @@ export interface Config {
   readonly audit: AuditConfig;
   readonly metrics: { readonly listen: string; readonly enabled: boolean };
   readonly policy: { readonly file: string };
+  readonly quorum: QuorumConfig;
   readonly log: { readonly level: LogLevel };
 }

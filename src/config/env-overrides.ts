@@ -6,8 +6,9 @@
 //   server.listen         -> HYOKD_SERVER_LISTEN
 //   server.tls.clientCa   -> HYOKD_SERVER_TLS_CLIENT_CA
 // Values are strings and are coerced by the field's type before validation: integers
-// ("4096"), booleans (true/false, 1/0, yes/no, on/off), and for hsm.sessions "auto" or
-// "null" meaning null. An env variable wins over the YAML file. HYOKD_CONFIG names the
+// ("4096"), booleans (true/false, 1/0, yes/no, on/off), lists as comma-separated items
+// (HYOKD_QUORUM_OPERATIONS=PurgeKey,DeleteKey; empty: an empty list), and for
+// hsm.sessions "auto" or "null" meaning null. An env variable wins over the YAML file. HYOKD_CONFIG names the
 // YAML file itself. The full table is ENV_OVERRIDES.
 import { configSchema } from './schema.js';
 import { leaves, type Unwrapped } from './schema-walk.js';
@@ -48,6 +49,7 @@ function coerce(raw: string, field: Unwrapped): unknown {
   const v = raw.trim();
   if (field.nullable && /^(auto|null)$/i.test(v)) return null;
   if (field.type === 'number' && /^-?\d+(\.\d+)?$/.test(v)) return Number(v);
+  if (field.type === 'array') return v === '' ? [] : v.split(',').map((item) => item.trim());
   if (field.type === 'boolean') {
     const lower = v.toLowerCase();
     if (TRUE.has(lower)) return true;

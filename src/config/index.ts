@@ -16,8 +16,17 @@
  *   hsm.pinFile home/hsm.pin (only when hsm.pinEnv is not set)
  *   server.tls.{cert,key,clientCa} home/pki/{server.pem,server.key,ca.pem} (ensureDevPki layout)
  *   store.path home/hyokd.db   audit.dir home/audit   policy.file home/policy.yaml
+ * quorum: { operations: [] (QUORUM_OPERATION_NAMES, e.g. PurgeKey), approvals: 2, ttlMs: 24 h }
  */
-export type { AuditConfig, Config, HsmConfig, LogLevel, ServerConfig } from './config.js';
+export type {
+  AuditConfig,
+  Config,
+  HsmConfig,
+  LogLevel,
+  QuorumConfig,
+  QuorumOperationName,
+  ServerConfig,
+} from './config.js';
 export { ConfigError } from './config-error.js';
 export {
   CONFIG_FILE_ENV,
@@ -29,4 +38,4 @@ export {
 } from './env-overrides.js';
 export { DEFAULT_HOME, DEFAULT_TOKEN_LABEL, loadConfig, type LoadConfigOptions } from './load-config.js';
 export { readPin } from './read-pin.js';
-export { LOG_LEVELS, parseListen } from './schema.js';
+export { LOG_LEVELS, QUORUM_OPERATION_NAMES, parseListen } from './schema.js';

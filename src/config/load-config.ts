@@ -107,6 +107,7 @@ function resolveConfig(p: ParsedConfig, cwd: string, file: string | null): Confi
     audit: { ...p.audit, dir: at(p.audit.dir, 'audit') },
     metrics: { ...p.metrics },
     policy: { file: at(p.policy.file, 'policy.yaml') },
+    quorum: { ...p.quorum, operations: [...new Set(p.quorum.operations)] },
     log: { ...p.log },
   };
 }

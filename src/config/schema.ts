@@ -151,6 +151,39 @@ export const policySchema = z.strictObject({
   file: path('authorization policy YAML file').optional(),
 });
 
+/**
+ * The admin operations quorum can hold: the names hyok.admin.v1 RPCs are audited and
+ * held under (src/server/quorum-gate.ts QUORUM_OPERATIONS; a test keeps the two equal).
+ * Kept here so the config layer does not import the server.
+ */
+export const QUORUM_OPERATION_NAMES = [
+  'CreateKey',
+  'DeleteKey',
+  'PurgeKey',
+  'RecoverKey',
+  'BackupKey',
+  'RestoreKey',
+  'ImportKey',
+  'AdoptKey',
+  'RotateKey',
+  'SetPolicy',
+  'DisableProtectedKey',
+  'EnablePurgeProtection',
+  'InitSecurityDomain',
+  'JoinSecurityDomain',
+] as const;
+
+export const quorumSchema = z.strictObject({
+  operations: z
+    .array(z.enum(QUORUM_OPERATION_NAMES))
+    .default([])
+    .describe(
+      `admin operations held for M-of-N approval (env: comma-separated), any of ${QUORUM_OPERATION_NAMES.join(', ')}; empty: none`,
+    ),
+  approvals: positiveInt('approvals a held operation needs').default(2),
+  ttlMs: positiveInt('how long a held request waits for approval in milliseconds').default(DAY_MS),
+});
+
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 export const logSchema = z.strictObject({
@@ -175,6 +208,7 @@ export const configSchema = z.strictObject({
   audit: auditSchema.prefault({}),
   metrics: metricsSchema.prefault({}),
   policy: policySchema.prefault({}),
+  quorum: quorumSchema.prefault({}),
   log: logSchema.prefault({}),
 });
 

@@ -30,6 +30,11 @@ export const QUORUM_OPERATIONS = [
   'SetPolicy',
   /** SetKeyState disabling a purge-protected key (or one of its versions). */
   'DisableProtectedKey',
+  /** Only when it would turn protection on (an already protected key is not held). */
+  'EnablePurgeProtection',
+  /** Only when it would create a domain (an already bound store is not held). */
+  'InitSecurityDomain',
+  'JoinSecurityDomain',
 ] as const;
 export type QuorumOperation = (typeof QUORUM_OPERATIONS)[number];
 

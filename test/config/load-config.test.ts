@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import {
+  QUORUM_OPERATION_NAMES,
   ConfigError,
   ENV_OVERRIDES,
   envNameFor,
@@ -9,6 +10,7 @@ import {
   parseListen,
   unknownEnvOverrides,
 } from '../../src/config/index.js';
+import { QUORUM_OPERATIONS } from '../../src/server/quorum-gate.js';
 
 const SECRET = 'S3cr3t-PIN-9931';
 
@@ -72,6 +74,7 @@ t.test('defaults with no file and no environment', async (t) => {
   });
   t.same(c.metrics, { listen: '127.0.0.1:9464', enabled: true });
   t.equal(c.policy.file, join(home, 'policy.yaml'));
+  t.same(c.quorum, { operations: [], approvals: 2, ttlMs: 86_400_000 });
   t.equal(c.log.level, 'info');
 });
 
@@ -185,7 +188,8 @@ t.test('every field has a documented variable', async (t) => {
       `${env} -> ${path}`,
     );
   }
-  t.equal(ENV_OVERRIDES.length, 37, 'one variable per leaf field');
+  t.ok(ENV_OVERRIDES.some((e) => e.env === 'HYOKD_QUORUM_OPERATIONS' && e.path === 'quorum.operations'));
+  t.equal(ENV_OVERRIDES.length, 40, 'one variable per leaf field');
   t.equal(envNameFor(['server', 'maxConnectionAgeGraceMs']), 'HYOKD_SERVER_MAX_CONNECTION_AGE_GRACE_MS');
   t.same(
     unknownEnvOverrides({ HYOKD_HSM_MODUEL: 'x', HYOKD_HSM_MODULE: 'y', HYOKD_CONFIG: 'z', PATH: '/' }),
@@ -307,4 +311,63 @@ t.test('loading has no side effects on disk', async (t) => {
   const c = loadConfig({ env: { HYOKD_HOME: 'x/y' }, cwd });
   t.equal(c.home, join(cwd, 'x/y'));
   t.notOk(existsSync(c.home), 'home is not created by loadConfig');
+});
+
+t.test('quorum: operations, approvals and ttl from YAML and from the environment', async (t) => {
+  const cwd = t.testdir();
+  yamlFile(cwd, 'quorum:\n  operations: [PurgeKey, DeleteKey, PurgeKey]\n  approvals: 3\n  ttlMs: 60000\n');
+  const c = loadConfig({ file: 'hyokd.yaml', env: {}, cwd });
+  t.same(
+    c.quorum,
+    { operations: ['PurgeKey', 'DeleteKey'], approvals: 3, ttlMs: 60_000 },
+    'duplicates dropped',
+  );
+  t.ok(Object.isFrozen(c.quorum.operations));
+  const e = loadConfig({
+    file: 'hyokd.yaml',
+    env: { HYOKD_QUORUM_OPERATIONS: 'SetPolicy, InitSecurityDomain', HYOKD_QUORUM_APPROVALS: '4' },
+    cwd,
+  });
+  t.same(e.quorum.operations, ['SetPolicy', 'InitSecurityDomain'], 'comma-separated, env wins');
+  t.equal(e.quorum.approvals, 4);
+  t.same(loadConfig({ env: { HYOKD_QUORUM_OPERATIONS: '' }, cwd }).quorum.operations, [], 'empty: none');
+});
+
+t.test('quorum: the config accepts exactly the operations the gate knows', async (t) => {
+  t.same([...QUORUM_OPERATION_NAMES].sort(), [...QUORUM_OPERATIONS].sort());
+});
+
+t.test('quorum: an unknown operation name is refused, naming the field', async (t) => {
+  const cwd = t.testdir();
+  const file = yamlFile(cwd, 'quorum:\n  operations: [PurgeKey, purge]\n');
+  const msg = configError(t, () => loadConfig({ file: 'hyokd.yaml', env: {}, cwd }));
+  t.match(msg, `quorum.operations.1: Invalid option`);
+  t.match(msg, `(in ${file})`);
+  t.match(
+    msg,
+    /Expected: admin operations held for M-of-N approval .*PurgeKey.*; set it in the config file or with HYOKD_QUORUM_OPERATIONS\.$/,
+  );
+  t.notMatch(msg, /quorum\.operations\.0/, 'the valid entry is not blamed');
+  const env = configError(t, () => loadConfig({ env: { HYOKD_QUORUM_OPERATIONS: 'DeleteKey,Fly' }, cwd }));
+  t.match(
+    env,
+    /quorum\.operations\.1: Invalid option.*\(from environment variable HYOKD_QUORUM_OPERATIONS\)/,
+  );
+  t.match(env, /fix or unset HYOKD_QUORUM_OPERATIONS\.$/);
+});
+
+t.test('quorum: approvals and ttlMs must be positive integers; the section is strict', async (t) => {
+  const cwd = t.testdir();
+  t.match(
+    configError(t, () => loadConfig({ env: { HYOKD_QUORUM_APPROVALS: '0' }, cwd })),
+    /quorum\.approvals: Too small.*approvals a held operation needs, a positive integer/,
+  );
+  t.match(
+    configError(t, () => loadConfig({ env: { HYOKD_QUORUM_TTL_MS: '1.5' }, cwd })),
+    /quorum\.ttlMs: .*expected int/i,
+  );
+  yamlFile(cwd, 'quorum:\n  operations: PurgeKey\n  approver: x\n');
+  const msg = configError(t, () => loadConfig({ file: 'hyokd.yaml', env: {}, cwd }));
+  t.match(msg, /quorum\.approver: unknown key .*Allowed keys in quorum: operations, approvals, ttlMs/);
+  t.match(msg, /quorum\.operations: Invalid input: expected array/);
 });
