@@ -1,11 +1,12 @@
 // Audit on/off benchmark: what the durable, hash-chained audit log costs on the data plane.
-// Two daemons from the same build (`hyokd serve`, dist/src/cli/main.js) share ONE
-// HYOKD_HOME, so one SoftHSM2 token, KEK, store, policy and certificates: "on" with the
-// shipped defaults (audit.enabled=true: every record fsync'd before the response, group
-// commit, HSM-signed checkpoints), "off" with HYOKD_AUDIT_ENABLED=false, the supported
-// benchmark-only switch (the daemon warns at start). Both run the whole time; only the
-// one being measured gets traffic. Closed-loop unary Unwrap and BatchUnwrap x64 from
-// bench/loadgen, in interleaved rounds whose order alternates; figure = best round.
+// The same build (`hyokd serve`, dist/src/cli/main.js) on ONE HYOKD_HOME, so one SoftHSM2
+// token, KEK, store, policy and set of certificates: "on" with the shipped defaults
+// (audit.enabled=true: every record fsync'd before the response, group commit,
+// HSM-signed checkpoints), "off" with HYOKD_AUDIT_ENABLED=false, the supported
+// benchmark-only switch (the daemon warns at start). A data folder has one owner, so each
+// round starts a fresh daemon per side, warms it untimed, measures, and stops it.
+// Closed-loop unary Unwrap and BatchUnwrap x64 from bench/loadgen, in interleaved rounds
+// whose order alternates; figure = best round.
 // Usage:
 //   npm run bench:audit            (2 s per case, 0.5 s warm-up, 4 rounds)
 //   QUICK=1 npm run bench:audit    (smoke run)
@@ -54,62 +55,65 @@ async function main(): Promise<void> {
   const shape = shapeFromEnv();
   const machine = machineInfo();
   const started = performance.now();
-  const daemons: Partial<Record<Audit, Daemon>> = {};
+  // One daemon at a time: a data folder has one owner (token directory, audit log).
+  let current: Daemon | undefined;
   const ws = tempWorkspace('hyokd-bench-audit-', async () => {
-    await Promise.all(Object.values(daemons).map((d) => d.stop()));
+    await current?.stop();
   });
   const home = join(ws.dir, 'home');
 
   const results = new Map<CaseName, LoadResult[]>();
   let checked = 0;
   let mismatches = 0;
-  const auditRecords = { before: 0, after: 0 };
+  /** Records the "on" daemons added while they were measured (warm-ups excluded). */
+  let auditRecords = 0;
   const writerCosts: WriterCost[] = [];
   try {
-    // "on" first: it creates the embedded default (token, KEK, PKI) the other reuses.
-    daemons.on = await startDaemon(home);
-    daemons.off = await startDaemon(home, { HYOKD_AUDIT_ENABLED: 'false' });
-    const workload = await makeWorkload(daemons.on.target, ENVELOPES);
+    // The first start creates the embedded default (token, KEK, PKI, store) every later
+    // start reuses; the envelopes are made once, on it.
+    current = await startDaemon(home);
+    const workload = await makeWorkload(current.target, ENVELOPES);
+    await current.stop();
+    current = undefined;
     const frames = {
       unary: framesFor('unary', workload, BATCH_SIZE),
       batch: framesFor('batch', workload, BATCH_SIZE),
     };
-    const cases: CaseName[] = ['unary_on', 'unary_off', 'batch_on', 'batch_off'];
-    // Both daemons get the same untimed traffic first, so neither is measured cold (the
-    // "on" one alone served the setup calls).
     const warm = { ...timing, warmup: 0, seconds: timing.quick ? 0.3 : 1 };
-    for (const audit of ['on', 'off'] as Audit[]) {
-      for (const kind of ['unary', 'batch'] as Kind[]) {
-        await runLoad(loadSpec(kind, daemons[audit]!.target, frames[kind], shape, warm), daemons[audit]!.pid);
-      }
-    }
-    auditRecords.before = auditLines(join(home, 'audit'));
     log(
-      `bench:audit: daemons pid ${daemons.on.pid} (audit on) and ${daemons.off.pid} (audit off), one HYOKD_HOME; ` +
-        `${cases.length} cases x ${timing.rounds} round(s), ${timing.warmup} s warm-up + ${timing.seconds} s each${timing.quick ? ' (QUICK)' : ''}`,
+      `bench:audit: one HYOKD_HOME, a fresh daemon per side per round (audit on / HYOKD_AUDIT_ENABLED=false); ` +
+        `4 cases x ${timing.rounds} round(s), ${timing.warmup} s warm-up + ${timing.seconds} s each${timing.quick ? ' (QUICK)' : ''}`,
     );
     for (let round = 0; round < timing.rounds; round++) {
-      // Alternate which side goes first, so drift does not favour one.
-      const order =
-        round % 2 === 0 ? cases : (['unary_off', 'unary_on', 'batch_off', 'batch_on'] as CaseName[]);
-      for (const name of order) {
-        const [kind, audit] = name.split('_') as [Kind, Audit];
-        const d = daemons[audit]!;
-        const r = await runLoad(loadSpec(kind, d.target, frames[kind], shape, timing), d.pid);
-        const v = verifyCaptures(kind, workload, BATCH_SIZE, r.captures);
-        checked += v.checked;
-        mismatches += v.mismatches;
-        const list = results.get(name) ?? [];
-        list.push(r);
-        results.set(name, list);
-        log(
-          `  round ${round + 1} ${name.padEnd(9)} ${fmtRate(r.okItemsPerSec).padStart(8)} ${kind === 'batch' ? 'DEKs/s' : 'calls/s'}` +
-            `  server ${r.cpu.serverCores.toFixed(2)} (JS ${r.cpu.serverMainThread.toFixed(2)}) gen ${r.cpu.generatorCores.toFixed(2)}` +
-            (problems(r) ? `  PROBLEMS ${problems(r)} ${JSON.stringify(r.nonOk)}` : ''),
-        );
+      // Alternate which side and which RPC go first, so drift does not favour one.
+      const sides: Audit[] = round % 2 === 0 ? ['on', 'off'] : ['off', 'on'];
+      const kinds: Kind[] = round % 2 === 0 ? ['unary', 'batch'] : ['batch', 'unary'];
+      for (const audit of sides) {
+        const d = await startDaemon(home, audit === 'off' ? { HYOKD_AUDIT_ENABLED: 'false' } : {});
+        current = d;
+        // Untimed load first, so no side is measured with cold code.
+        for (const kind of kinds) await runLoad(loadSpec(kind, d.target, frames[kind], shape, warm), d.pid);
+        const before = audit === 'on' ? auditLines(join(home, 'audit')) : 0;
+        for (const kind of kinds) {
+          const name: CaseName = `${kind}_${audit}`;
+          const r = await runLoad(loadSpec(kind, d.target, frames[kind], shape, timing), d.pid);
+          const v = verifyCaptures(kind, workload, BATCH_SIZE, r.captures);
+          checked += v.checked;
+          mismatches += v.mismatches;
+          const list = results.get(name) ?? [];
+          list.push(r);
+          results.set(name, list);
+          log(
+            `  round ${round + 1} ${name.padEnd(9)} ${fmtRate(r.okItemsPerSec).padStart(8)} ${kind === 'batch' ? 'DEKs/s' : 'calls/s'}` +
+              `  server ${r.cpu.serverCores.toFixed(2)} (JS ${r.cpu.serverMainThread.toFixed(2)}) gen ${r.cpu.generatorCores.toFixed(2)}` +
+              (problems(r) ? `  PROBLEMS ${problems(r)} ${JSON.stringify(r.nonOk)}` : ''),
+          );
+        }
+        if (audit === 'on') auditRecords += auditLines(join(home, 'audit')) - before;
+        await d.stop();
+        current = undefined;
       }
     }
-    auditRecords.after = auditLines(join(home, 'audit'));
     // The writer alone, fed like the daemon feeds it, with records the daemon just wrote.
     for (const [op, burst] of WRITER_CASES) {
       const sample = sampleRequestEvent(join(home, 'audit'), op);
@@ -159,21 +163,19 @@ async function main(): Promise<void> {
   out.push('');
   out.push('method');
   out.push(
-    '  two `hyokd serve` children of the same build sharing one HYOKD_HOME (same SoftHSM2 token, KEK, store, PKI):',
+    '  `hyokd serve` children of the same build on one HYOKD_HOME (same SoftHSM2 token, KEK, store, PKI), one at a time:',
   );
   out.push(
     "    on  = shipped defaults (audit.enabled=true: record fsync'd before the response, group commit, HSM-signed checkpoints)",
   );
-  out.push(
-    "    off = HYOKD_AUDIT_ENABLED=false (the configuration's benchmark-only switch); the idle one only polls health",
-  );
+  out.push("    off = HYOKD_AUDIT_ENABLED=false (the configuration's benchmark-only switch)");
   out.push(`  audit directory on the temp dir's filesystem (fsync is real there, not tmpfs)`);
   out.push(
     `  generator: ${shape.workers} worker threads x ${shape.connections} node:http2 connections, pre-encoded frames;` +
       ` unary ${shape.inflight} and batch ${shape.batchInflight} calls in flight per connection`,
   );
   out.push(
-    `  before the rounds, each daemon gets ${timing.quick ? 0.3 : 1} s of unary and of batch load, untimed`,
+    `  each round, each side: start a daemon, ${timing.quick ? 0.3 : 1} s of unary and of batch load untimed, measure both, stop it`,
   );
   out.push(
     `  each case ${timing.warmup} s warm-up + ${timing.seconds} s measured, ${timing.rounds} round(s); on/off order swapped every other round; figure = BEST round`,
@@ -219,7 +221,7 @@ async function main(): Promise<void> {
   }
   out.push(`  lower ratio    ${fmtAgainstTarget(ratio, TARGET)}`);
   out.push(
-    `  audit records written during the measured cases: ${auditRecords.after - auditRecords.before}` +
+    `  audit records written during the measured cases: ${auditRecords}` +
       ` (must be >= ${callsOn}, the calls answered inside the windows of the "on" cases; warm-ups and checkpoints add more)`,
   );
   out.push(
@@ -236,7 +238,7 @@ async function main(): Promise<void> {
     ratio_audit_on_off: roundRatio(ratio),
     ratio_unary: roundRatio(ratioUnary),
     ratio_batch: roundRatio(ratioBatch),
-    audit_records: auditRecords.after - auditRecords.before,
+    audit_records: auditRecords,
     unary_js_us_on: roundRatio(us('unary_on', 'serverMainThread')),
     unary_js_us_off: roundRatio(us('unary_off', 'serverMainThread')),
     batch_js_us_per_dek_on: roundRatio(us('batch_on', 'serverMainThread')),
@@ -250,8 +252,7 @@ async function main(): Promise<void> {
     quick: timing.quick,
   };
   process.stdout.write(JSON.stringify(json) + '\n');
-  if (totalProblems + mismatches > 0 || auditRecords.after - auditRecords.before < callsOn)
-    process.exitCode = 1;
+  if (totalProblems + mismatches > 0 || auditRecords < callsOn) process.exitCode = 1;
 }
 
 main().catch((e: unknown) => {
