@@ -8,6 +8,7 @@ import type { Command } from 'commander';
 import { AuditWriter, HsmAuditSigner } from '../audit/index.js';
 import { ConfigError, loadConfig, readPin, type Config } from '../config/index.js';
 import { NativeBackend } from '../hsm/native-backend.js';
+import { Metrics, readinessFrom, startMetricsServer, type MetricsServer } from '../metrics/index.js';
 import { KeyService } from '../keys/index.js';
 import { createLogger, type Logger } from '../log.js';
 import { PolicyHolder } from '../policy/index.js';
@@ -25,6 +26,8 @@ import {
   usesDevPki,
   usesEmbeddedHsm,
 } from './embedded-default.js';
+
+const VERSION = '0.1.0';
 
 /** CKA_ID of the audit checkpoint signing key pair on the token. */
 export const AUDIT_KEY_ID = Buffer.from('hyokd-audit-signing-1', 'utf8');
@@ -96,6 +99,9 @@ async function openDaemon(config: Config, opts: DaemonOptions, log: Logger, lock
     opTimeoutMs: config.hsm.opTimeoutMs,
   });
   pin.fill(0);
+  // Prometheus metrics (src/metrics): the call observer, audit commits, and scrape-time
+  // reads of the HSM counters, audit stats and store. An explicit observer replaces it.
+  const metrics = !opts.observer && config.metrics.enabled ? new Metrics({ version: VERSION }) : null;
   const store = openSqliteStore({ path: config.store.path });
   const keys = new KeyService({ hsm, store, log });
   let audit: AuditWriter | null = null;
@@ -110,6 +116,9 @@ async function openDaemon(config: Config, opts: DaemonOptions, log: Logger, lock
       writeTimeoutMs: config.audit.writeTimeoutMs,
       groupCommitMaxDelayMs: config.audit.groupCommitMaxDelayMs,
       logger: log,
+      ...(metrics
+        ? { onBatch: (info: { records: number; latencyMs: number }) => metrics.observeAuditCommit(info) }
+        : {}),
     });
   } else {
     log.warn({}, 'audit log DISABLED by configuration (audit.enabled=false): use only for benchmarks');
@@ -125,7 +134,7 @@ async function openDaemon(config: Config, opts: DaemonOptions, log: Logger, lock
     keys,
     policy,
     audit: audit as AuditSink | null,
-    observer: opts.observer ?? noopObserver,
+    observer: opts.observer ?? metrics ?? noopObserver,
     log,
     limits: {
       maxBatchItems: s.maxBatchItems,
@@ -160,7 +169,26 @@ async function openDaemon(config: Config, opts: DaemonOptions, log: Logger, lock
     ],
   });
 
+  let metricsServer: MetricsServer | null = null;
+  if (metrics) {
+    metrics.setSources({ hsm: () => hsm.counters(), audit: () => audit?.stats(), store });
+    try {
+      metricsServer = await startMetricsServer({
+        listen: config.metrics.listen,
+        metrics,
+        ready: readinessFrom({ hsm: () => hsm.state(), audit: () => (audit ? audit.healthy() : true) }),
+      });
+      log.info({ listen: `${metricsServer.host}:${metricsServer.port}` }, 'serving Prometheus metrics');
+    } catch (e) {
+      // Not fatal: the data plane matters more than its dashboard.
+      log.error(
+        { listen: config.metrics.listen, error: (e as Error).message },
+        'metrics server failed to start',
+      );
+    }
+  }
   const banner = firstRunBanner(config, server.address, created, usesDevPki(config));
+  if (metricsServer) banner.push(`Metrics: http://${metricsServer.host}:${metricsServer.port}/metrics`);
   return {
     ...parts,
     server,
@@ -171,7 +199,11 @@ async function openDaemon(config: Config, opts: DaemonOptions, log: Logger, lock
       if (r.ok) log.info({ generation: r.generation }, 'policy reloaded');
       else log.error({ problems: r.problems }, 'policy reload failed; keeping the previous policy');
     },
-    shutdown: () => server.shutdown(),
+    shutdown: async () => {
+      const r = await server.shutdown();
+      await metricsServer?.close();
+      return r;
+    },
   };
 }
 

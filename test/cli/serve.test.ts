@@ -46,6 +46,7 @@ async function start(): Promise<Running> {
       ...process.env,
       HYOKD_HOME: join(home, 'var'),
       HYOKD_SERVER_LISTEN: '127.0.0.1:0',
+      HYOKD_METRICS_LISTEN: '127.0.0.1:0',
       HYOKD_CONFIG: '',
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -213,6 +214,10 @@ t.test('the admin service is served too, for the admin certificate only', async 
     listed.keys.some((k) => k.name === 'demo'),
     'the admin lists the demo key',
   );
+  const m = /Metrics: (http:\/\/127\.0\.0\.1:\d+\/metrics)/.exec(r.stderr());
+  t.ok(m, 'the banner names the metrics endpoint');
+  const text = await (await fetch(m![1]!)).text();
+  t.match(text, /hyokd_[a-z_]+\{[^}]*method="ListKeys"[^}]*\} 1/, 'the admin call was counted');
   const notAdmin = open('client.bundle.pem');
   const [e] = await settle(call(notAdmin, 'ListKeys', {}));
   t.equal(e?.code, 7, 'the client certificate may not administer');
@@ -226,6 +231,7 @@ t.test('the admin service is served too, for the admin certificate only', async 
       ...process.env,
       HYOKD_HOME: join(home, 'var'),
       HYOKD_SERVER_LISTEN: '127.0.0.1:0',
+      HYOKD_METRICS_LISTEN: '127.0.0.1:0',
       HYOKD_CONFIG: '',
     },
     stdio: ['ignore', 'ignore', 'pipe'],
