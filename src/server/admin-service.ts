@@ -6,26 +6,38 @@
 // returned in ErrorInfo metadata `rule`):
 //   CreateKey create(name)      ListKeys list(-)          GetKey get(name)
 //   RotateKey, SetKeyState, SetRotationPolicy, SetTags     update(name)
+//   EnablePurgeProtection update(name)
 //   DeleteKey delete(name)      RecoverKey recover(name)  PurgeKey purge(name)
 //   AdoptKey import(name)       ImportKey import(name)    CreateImportKey import(-)
 //   BackupKey backup(name)      RestoreKey restore(-)  (the name is sealed inside the
 //                               blob, so the decision is key-less; the audit record
 //                               names the restored key)
 //   GetPolicy list(-)           ExplainPolicy list(-)     SetPolicy update(-)
+//   InitSecurityDomain, JoinSecurityDomain restore(-)     GetSecurityDomain list(-)
 // "(-)" is a key-less request: only bindings without `keys` (and deny rules without
-// `keys`) match it, so a key-scoped admin cannot read or replace the policy.
+// `keys`) match it, so a key-scoped admin cannot read or replace the policy, nor bind
+// the store to a security domain.
+//
+// Why `restore` for the security domain: the domain decides which backup blobs this
+// daemon accepts (RestoreKey refuses blobs of any other domain), and creating or joining
+// one is exactly choosing that. Whoever may restore key-less already holds that trust;
+// `create` would hand it to every key creator, and no permission of its own exists in
+// the key-vault vocabulary policies are written in.
 //
 // Quorum: DeleteKey, PurgeKey, RecoverKey, BackupKey, RestoreKey, ImportKey, AdoptKey,
-// RotateKey, CreateKey, SetPolicy and disabling a purge-protected key ask the QuorumGate
-// after authorization and validation and before anything changes (quorum-gate.ts).
+// RotateKey, CreateKey, SetPolicy, disabling a purge-protected key, enabling purge
+// protection and creating or joining a security domain ask the QuorumGate after
+// authorization and validation and before anything changes (quorum-gate.ts). The last
+// three ask only when the call would change something: protecting a protected key, or
+// InitSecurityDomain on a bound store, returns the current state without being held.
 //
 // SetPolicy validates the document (POLICY_INVALID with the problem list in ErrorInfo
 // metadata `problems`, a JSON array; the old policy stays), checks the etag, writes the
 // policy file atomically (temporary file, mode 0600, fsync, rename) so a later SIGHUP
 // reload keeps it, stores the revision, swaps the PolicyHolder and audits a `reload`
 // event. The etag is the first 16 hex of SHA-256 of the document text in force. A stale
-// etag fails with ETAG_MISMATCH (ABORTED, as the error registry says; admin.proto's
-// comment says FAILED_PRECONDITION).
+// etag fails with ETAG_MISMATCH (ABORTED, the usual status of an optimistic-concurrency
+// conflict; the error registry and admin.proto say the same).
 import { randomBytes } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { open, readFile, rename, stat, unlink } from 'node:fs/promises';
@@ -250,6 +262,7 @@ interface CreateKeyRequest extends NamedRequest {
   retentionDays?: number;
   purgeProtection?: boolean;
   rotationPolicy?: unknown;
+  backupable?: boolean;
 }
 interface ListKeysRequest extends CommonRequest {
   pageSize?: number;
@@ -290,6 +303,10 @@ interface SetTagsRequest extends NamedRequest {
 interface SetPolicyRequest extends CommonRequest {
   document?: string;
   etag?: string;
+}
+interface JoinSecurityDomainRequest extends CommonRequest {
+  domainId?: string;
+  backupKeyId?: string;
 }
 interface ExplainPolicyRequest extends CommonRequest {
   identity?: string;
@@ -457,11 +474,14 @@ export function createAdminService(opts: AdminServiceOptions): UntypedServiceImp
     const days = rotationDaysOf(req.rotationPolicy);
     const rotation: RotationPolicy = days === undefined ? {} : { rotationPeriodDays: days };
     const purgeProtection = req.purgeProtection === true;
+    const backupable = req.backupable === true;
+    if (backupable) ctx.details = { backupable };
     await gate(ctx, 'CreateKey', name, {
       kind,
       operations: operations.join(','),
       purgeProtection,
       retentionDays,
+      ...(backupable ? { backupable } : {}),
     });
     const view = await keys.createKey({
       name,
@@ -471,6 +491,7 @@ export function createAdminService(opts: AdminServiceOptions): UntypedServiceImp
       retentionDays,
       purgeProtection,
       rotation,
+      backupable,
     });
     return keyResult(ctx, view);
   });
@@ -543,6 +564,23 @@ export function createAdminService(opts: AdminServiceOptions): UntypedServiceImp
     return { name: r.name, purgedTime: timestamp(r.purgedAt) };
   });
 
+  const EnablePurgeProtection = unaryCall(
+    deps,
+    spec('EnablePurgeProtection'),
+    async (ctx, req: NamedRequest) => {
+      const name = keyCall(ctx, req, 'update');
+      const cur = await keys.describe(name);
+      // One-way and idempotent: a key already protected is returned as it is, unheld.
+      if (cur.purgeProtection) {
+        ctx.details = { changed: false };
+        return keyResult(ctx, cur);
+      }
+      await gate(ctx, 'EnablePurgeProtection', name, {});
+      ctx.details = { changed: true };
+      return keyResult(ctx, await keys.enablePurgeProtection(name));
+    },
+  );
+
   const AdoptKey = unaryCall(deps, spec('AdoptKey'), async (ctx, req: AdoptKeyRequest) => {
     const name = keyCall(ctx, req, 'import');
     const kind = kindOf(req.kind);
@@ -603,6 +641,56 @@ export function createAdminService(opts: AdminServiceOptions): UntypedServiceImp
     authorize(deps, ctx, 'restore', undefined);
     await gate(ctx, 'RestoreKey', null, { backup: digest });
     return keyResult(ctx, await keys.restoreKey(blob));
+  });
+
+  async function domainMessage(): Promise<Record<string, unknown> | null> {
+    const d = await store.getDomain();
+    if (!d) return null;
+    return {
+      domainId: d.domainId,
+      backupKeyId: typeof d.metadata.backupKeyId === 'string' ? d.metadata.backupKeyId : '',
+      boundTime: timestamp(d.createdAt),
+    };
+  }
+
+  const InitSecurityDomain = unaryCall(deps, spec('InitSecurityDomain'), async (ctx) => {
+    authorize(deps, ctx, 'restore', undefined);
+    const existing = await domainMessage();
+    if (existing) {
+      ctx.details = { securityDomain: existing.domainId as string, created: false };
+      return { domain: existing, created: false };
+    }
+    await gate(ctx, 'InitSecurityDomain', null, {});
+    const r = await keys.initDomain();
+    ctx.details = { securityDomain: r.domainId, backupKeyId: r.backupKeyId, created: true };
+    return { domain: await domainMessage(), created: true };
+  });
+
+  const JoinSecurityDomain = unaryCall(
+    deps,
+    spec('JoinSecurityDomain'),
+    async (ctx, req: JoinSecurityDomainRequest) => {
+      const domainId = shortString(req.domainId, 'domain_id', 128);
+      if (!/^[A-Za-z0-9._:-]{1,128}$/.test(domainId)) {
+        throw invalid('domain_id must be 1-128 characters of [A-Za-z0-9._:-]');
+      }
+      const backupKeyId = shortString(req.backupKeyId, 'backup_key_id', 128);
+      if (!/^(?:[0-9a-f]{2}){1,64}$/.test(backupKeyId)) {
+        throw invalid('backup_key_id must be 1-64 bytes of lowercase hex');
+      }
+      ctx.details = { securityDomain: domainId, backupKeyId };
+      authorize(deps, ctx, 'restore', undefined);
+      await gate(ctx, 'JoinSecurityDomain', null, { domainId, backupKeyId });
+      await keys.joinDomain(domainId, backupKeyId);
+      return { domain: await domainMessage() };
+    },
+  );
+
+  const GetSecurityDomain = unaryCall(deps, spec('GetSecurityDomain'), async (ctx) => {
+    authorize(deps, ctx, 'list', undefined);
+    const domain = await domainMessage();
+    ctx.details = { securityDomain: domain ? (domain.domainId as string) : null };
+    return { domain };
   });
 
   const CreateImportKey = unaryCall(
@@ -819,6 +907,7 @@ export function createAdminService(opts: AdminServiceOptions): UntypedServiceImp
     DeleteKey,
     RecoverKey,
     PurgeKey,
+    EnablePurgeProtection,
     AdoptKey,
     BackupKey,
     RestoreKey,
@@ -829,6 +918,9 @@ export function createAdminService(opts: AdminServiceOptions): UntypedServiceImp
     GetPolicy,
     SetPolicy,
     ExplainPolicy,
+    InitSecurityDomain,
+    JoinSecurityDomain,
+    GetSecurityDomain,
   } as unknown as UntypedServiceImplementation;
 }
 

@@ -40,6 +40,10 @@ const REQUESTS: [string, Record<string, unknown>][] = [
   ['GetPolicy', {}],
   ['SetPolicy', { document: 'version: 1\n' }],
   ['ExplainPolicy', { operation: 'get' }],
+  ['EnablePurgeProtection', { name: 'demo' }],
+  ['InitSecurityDomain', {}],
+  ['JoinSecurityDomain', { domainId: 'another-domain', backupKeyId: 'ab'.repeat(16) }],
+  ['GetSecurityDomain', {}],
 ];
 
 t.test('the admin proto has exactly these RPCs', async (t) => {
@@ -71,7 +75,7 @@ t.test('every RPC is refused for the client identity, with the deciding rule, an
   t.equal((await h.store.listPendingRequests()).length, 0, 'nothing was held for quorum');
   t.equal(
     h.calls.filter((c) => c.service === 'hyok.admin.v1.KeyAdmin' && c.status === 'PERMISSION_DENIED').length,
-    18,
+    22,
   );
 });
 
@@ -91,6 +95,9 @@ t.test('a key-scoped admin manages its keys only, and cannot touch key-less RPCs
     ['GetPolicy', {}],
     ['SetPolicy', { document: 'version: 1\n' }],
     ['BackupKey', { name: 'team-a-1' }],
+    ['EnablePurgeProtection', { name: 'demo' }],
+    ['InitSecurityDomain', {}],
+    ['GetSecurityDomain', {}],
   ] as const) {
     const [e] = await settle(call(scoped, method, req));
     t.equal(e?.code, 7, `${method} refused for ${SCOPED_ID}`);

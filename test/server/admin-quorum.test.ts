@@ -19,6 +19,9 @@ const h = await startAdminHarness({
     'RestoreKey',
     'ImportKey',
     'BackupKey',
+    'EnablePurgeProtection',
+    'InitSecurityDomain',
+    'JoinSecurityDomain',
   ],
 });
 t.teardown(() => h.close());
@@ -109,6 +112,40 @@ t.test('disabling a purge-protected key is held; enabling it is not', async (t) 
   t.equal((await h.keys.describe('guarded')).state, 'enabled');
   const r = await call<{ key: { state: string } }>(a, 'SetKeyState', { name: 'guarded', enabled: true });
   t.equal(r.key.state, 'ENABLED');
+});
+
+t.test('EnablePurgeProtection is held when it would change the key; not when already on', async (t) => {
+  const id = await held('EnablePurgeProtection', { name: 'other' });
+  t.equal((await h.store.getPendingRequest(id))?.op, 'EnablePurgeProtection');
+  t.equal((await h.keys.describe('other')).purgeProtection, false, 'not turned on');
+  await h.store.updatePendingRequest(id, 'pending', { state: 'approved' });
+  const r = await call<{ key: { purgeProtection: boolean } }>(a, 'EnablePurgeProtection', {
+    name: 'other',
+    context: { [QUORUM_CONTEXT_KEY]: id },
+  });
+  t.equal(r.key.purgeProtection, true, 'the approved call ran');
+  const before = (await h.store.listPendingRequests()).length;
+  const g = await call<{ key: { purgeProtection: boolean } }>(a, 'EnablePurgeProtection', {
+    name: 'guarded',
+  });
+  t.equal(g.key.purgeProtection, true, 'already protected: returned as it is');
+  t.equal((await h.store.listPendingRequests()).length, before, 'and nothing was held');
+});
+
+t.test('InitSecurityDomain and JoinSecurityDomain are held while the store is unbound', async (t) => {
+  t.equal(await h.store.getDomain(), null);
+  const init = await held('InitSecurityDomain', {});
+  t.equal((await h.store.getPendingRequest(init))?.keyName, null, 'key-less');
+  t.equal(await h.store.getDomain(), null, 'no domain was created');
+  const { handles } = await h.hsm.run({ op: 'find', cls: 'secret', label: 'hyokd:domain-backup' });
+  t.equal(handles.length, 0, 'no backup key was generated');
+  const join = await held('JoinSecurityDomain', { domainId: 'some-domain', backupKeyId: 'ab'.repeat(16) });
+  const rec = await h.store.getPendingRequest(join);
+  t.same((rec?.payload as { params: unknown }).params, {
+    domainId: 'some-domain',
+    backupKeyId: 'ab'.repeat(16),
+  });
+  t.equal(await h.store.getDomain(), null, 'not joined');
 });
 
 t.test('SetPolicy, BackupKey, RestoreKey and ImportKey are held before they touch anything', async (t) => {

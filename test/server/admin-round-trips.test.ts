@@ -272,9 +272,8 @@ t.test('AdoptKey by label and by CKA_ID takes over token objects without copying
 });
 
 t.test('BackupKey and RestoreKey within the security domain', async (t) => {
-  const { domainId } = await h.keys.initDomain();
-  // The admin proto has no "backupable" flag: such keys are made through KeyService.
-  await h.keys.createKey({ name: 'bk', kind: 'aes-256', backupable: true });
+  const { domainId } = (await call<{ domain: { domainId: string } }>(a, 'InitSecurityDomain', {})).domain;
+  await call(a, 'CreateKey', { name: 'bk', kind: 'AES_256', backupable: true });
   const c = h.hyok();
   const dek = randomBytes(32);
   const w = await call<{ envelope: Buffer }>(c, 'Wrap', { keyName: 'bk', plaintextDek: dek });
