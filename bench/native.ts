@@ -324,7 +324,7 @@ async function main(): Promise<void> {
   let pkLanes = 0;
   for (const l of lanesList) {
     const v = bestOf(`pkcs11js_async@${l}`);
-    if (!(v <= pkBest)) {
+    if (Number.isFinite(v) && !(v <= pkBest)) {
       pkBest = v;
       pkLanes = l;
     }
@@ -459,7 +459,7 @@ async function main(): Promise<void> {
         fmtRate(s.addon_batch),
         fmtRate(s.addon_single),
         fmtRate(s.addon_session_copy),
-        `${fmtRate(s.pkcs11js_async)} (${s.pkcs11js_lanes})`,
+        s.pkcs11js_lanes ? `${fmtRate(s.pkcs11js_async)} (${s.pkcs11js_lanes})` : '-',
         fmtRatio(s.ratio_vs_c),
         fmtRatio(s.ratio_vs_pkcs11js),
         fmtRatio(s.ratio_session_copy_vs_c),
