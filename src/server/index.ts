@@ -15,6 +15,16 @@
  *   health.ts           HealthMonitor: grpc.health.v1 from HSM state and audit health
  *   proto.ts            hyok.v1 package/service definitions (loaded once)
  *   observer.ts         CallObserver: what metrics implement
+ *
+ * The admin plane (hyok.admin.v1.KeyAdmin) on the same pipeline:
+ *
+ *   admin-service.ts    adminExtraService({ deps, keys, policy, store, policyFile?, quorum? })
+ *                       → ExtraService for HyokServer.start({ services }); createAdminService
+ *                       (the handlers), adminKeyMessage (a key view as hyok.admin.v1.Key)
+ *   admin-proto.ts      hyok.admin.v1 package/service definitions (loaded once)
+ *   quorum-gate.ts      QuorumGate seam: openGate (holds nothing), StoreQuorumGate({ store,
+ *                       operations, approvals, ttlMs }) holds listed operations as pending
+ *                       requests (QUORUM_REQUIRED); QUORUM_OPERATIONS names them
  */
 export {
   HyokServer,
@@ -62,3 +72,29 @@ export {
   hyokServiceDefinition,
 } from './proto.js';
 export { noopObserver, type CallObserver, type CallReport, type IdentityClass } from './observer.js';
+export {
+  adminExtraService,
+  adminKeyMessage,
+  createAdminService,
+  type AdminServiceOptions,
+} from './admin-service.js';
+export {
+  ADMIN_SERVICE_NAME,
+  adminGrpcObject,
+  adminPackageDefinition,
+  adminServiceDefinition,
+} from './admin-proto.js';
+export {
+  QUORUM_CONTEXT_KEY,
+  QUORUM_OPERATIONS,
+  StoreQuorumGate,
+  isQuorumOperation,
+  openGate,
+  quorumRequired,
+  requestDigest,
+  type QuorumGate,
+  type QuorumOperation,
+  type QuorumRequest,
+  type QuorumVerdict,
+  type StoreQuorumGateOptions,
+} from './quorum-gate.js';
