@@ -55,6 +55,9 @@ function openSessions(): Promise<ClientHttp2Session[]> {
             ca: t.caPem,
             cert: t.certPem,
             key: t.keyPem,
+            // SNI takes a name, not an IP; the dev server certificate names localhost
+            // (and 127.0.0.1), and the connection still goes to 127.0.0.1.
+            servername: 'localhost',
           });
           s.once('connect', () => resolve(s));
           s.once('error', reject);
