@@ -104,7 +104,7 @@ async function main(): Promise<void> {
         list.push(r);
         peaks.set(k, list);
         log(
-          `  round ${round + 1} ${k.padEnd(9)} ${fmtRate(k === 'batch' ? r.okItemsPerSec : r.okItemsPerSec).padStart(8)} ${k === 'batch' ? 'DEKs/s' : 'calls/s'}` +
+          `  round ${round + 1} ${k.padEnd(9)} ${fmtRate(r.okItemsPerSec).padStart(8)} ${k === 'batch' ? 'DEKs/s' : 'calls/s'}` +
             `  server ${r.cpu.serverCores.toFixed(2)} (JS ${r.cpu.serverMainThread.toFixed(2)}) gen ${r.cpu.generatorCores.toFixed(2)}` +
             (problems(r) ? `  PROBLEMS ${problems(r)} ${JSON.stringify(r.nonOk)}` : ''),
         );

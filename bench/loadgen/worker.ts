@@ -235,17 +235,18 @@ function streams(sessions: ClientHttp2Session[]): void {
       req.on('error', () => {
         result.transportErrors++;
       });
-      req.on('close', () => {
-        if (status !== undefined && status !== '0') result.nonOk[status] = (result.nonOk[status] ?? 0) + 1;
-        if (inFlight > 0) result.abandoned += inFlight;
-        settled();
-      });
-      for (let k = 0; k < job.concurrency; k++) push();
       // A stream whose last answers came before stopAt still has to be ended.
       const endTimer = setInterval(() => {
         maybeEnd();
         if (ended) clearInterval(endTimer);
       }, 20);
+      req.on('close', () => {
+        clearInterval(endTimer);
+        if (status !== undefined && status !== '0') result.nonOk[status] = (result.nonOk[status] ?? 0) + 1;
+        if (inFlight > 0) result.abandoned += inFlight;
+        settled();
+      });
+      for (let k = 0; k < job.concurrency; k++) push();
     }
   }
 }
