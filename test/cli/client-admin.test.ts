@@ -42,11 +42,31 @@ function key(name: string, extra: Record<string, unknown> = {}): Record<string, 
 const exchange = generateKeyPairSync('rsa', { modulusLength: 3072 });
 const BACKUP = randomBytes(300);
 
+const DOMAIN = {
+  domainId: '6f1c1a52-0d5e-4f0e-9a43-2b7d3c1e9f10',
+  backupKeyId: '0a1b2c3d',
+  boundTime: ts('2026-03-01T09:00:00Z'),
+};
+
 async function setup(t: Parameters<typeof makePki>[0]) {
   const pki = await makePki(t);
   const imported: Buffer[] = [];
+  let bound = false;
   const server = await startStubServer(t, pki, {
     admin: {
+      EnablePurgeProtection: (req) => ({ key: key(req.name, { purgeProtection: true }) }),
+      GetSecurityDomain: () => ({ domain: bound ? DOMAIN : null }),
+      InitSecurityDomain: () => {
+        const created = !bound;
+        bound = true;
+        return { domain: DOMAIN, created };
+      },
+      JoinSecurityDomain: (req) => {
+        if (bound)
+          throw toGrpcError(new HyokError('INVALID_REQUEST', { params: { detail: 'already bound' } }));
+        bound = true;
+        return { domain: { ...DOMAIN, domainId: req.domainId, backupKeyId: req.backupKeyId } };
+      },
       CreateKey: (req) =>
         req.name === 'taken'
           ? Promise.reject(toGrpcError(new HyokError('KEY_EXISTS')))
@@ -568,4 +588,67 @@ t.test('policy set checks the file locally, then sends it with the etag', async 
   t.match(b.stderr, /is not a valid policy/);
   t.match(b.stderr, /- version: version must be 1/);
   t.equal(server.calls.SetPolicy!.length, 2, 'the invalid file was not sent');
+});
+
+t.test('keys create --backupable and keys protect', async (t) => {
+  const { server, conn, env } = await setup(t);
+  const b = await runCli(['keys', 'create', 'bk', '--kind', 'aes-256', '--backupable', ...conn], { env });
+  t.equal(b.code, 0, b.stderr);
+  t.equal(server.calls.CreateKey![0].backupable, true);
+  const d = await runCli(['keys', 'create', 'plain', '--kind', 'aes-256', ...conn], { env });
+  t.equal(d.code, 0, d.stderr);
+  t.equal(server.calls.CreateKey![1].backupable, false, 'default: not backupable');
+
+  const p = await runCli(['keys', 'protect', 'bk', '--reason', 'legal-hold', ...conn], { env });
+  t.equal(p.code, 0, p.stderr);
+  t.match(server.calls.EnablePurgeProtection![0], { name: 'bk', context: { reason: 'legal-hold' } });
+  t.match(p.stdout, /purge protection on/);
+  const j = await runCli(['keys', 'protect', 'bk', '--json', ...conn], { env });
+  t.equal((JSON.parse(j.stdout) as { key: { purgeProtection: boolean } }).key.purgeProtection, true);
+  const bad = await runCli(['keys', 'protect', 'a b', ...conn], { env });
+  t.equal(bad.code, 2, 'a bad name is a usage error');
+  t.equal(server.calls.EnablePurgeProtection!.length, 2, 'and is not sent');
+});
+
+t.test('domain show, init, join', async (t) => {
+  const { server, conn, env } = await setup(t);
+  const none = await runCli(['domain', 'show', ...conn], { env });
+  t.equal(none.code, 0, none.stderr);
+  t.match(none.stdout, /no security domain is bound/);
+  const noneJ = await runCli(['domain', 'show', '--json', ...conn], { env });
+  t.same(JSON.parse(noneJ.stdout), { domain: null });
+
+  const init = await runCli(['domain', 'init', ...conn], { env });
+  t.equal(init.code, 0, init.stderr);
+  t.match(init.stdout, /^created a new security domain$/m);
+  t.match(init.stdout, `security domain: ${DOMAIN.domainId}`);
+  t.match(init.stdout, /backup key id: +0a1b2c3d/);
+  t.match(init.stdout, `hyokd domain join --domain-id ${DOMAIN.domainId} --backup-key-id 0a1b2c3d`);
+  const again = await runCli(['domain', 'init', '--json', ...conn], { env });
+  t.same(JSON.parse(again.stdout), {
+    created: false,
+    domain: { domainId: DOMAIN.domainId, backupKeyId: '0a1b2c3d', boundTime: '2026-03-01T09:00:00.000Z' },
+  });
+  const show = await runCli(['domain', 'show', ...conn], { env });
+  t.match(show.stdout, /bound: +2026-03-01T09:00:00.000Z/);
+
+  const joined = await runCli(['domain', 'join', '--domain-id', 'd-2', '--backup-key-id', 'ff00', ...conn], {
+    env,
+  });
+  t.equal(joined.code, 1, 'the server refuses: already bound');
+  t.match(joined.stderr, /INVALID_REQUEST/);
+  t.match(server.calls.JoinSecurityDomain![0], { domainId: 'd-2', backupKeyId: 'ff00' });
+
+  for (const [argv, msg] of [
+    [['--domain-id', 'a b', '--backup-key-id', 'ff'], /--domain-id: 1-128 characters/],
+    [['--domain-id', 'd', '--backup-key-id', 'FF'], /--backup-key-id: 1-64 bytes of lowercase hex/],
+    [['--domain-id', 'd', '--backup-key-id', 'abc'], /--backup-key-id/],
+    [['--domain-id', 'd'], /--backup-key-id/],
+    [['--backup-key-id', 'ff'], /--domain-id/],
+  ] as const) {
+    const r = await runCli(['domain', 'join', ...argv, ...conn], { env });
+    t.equal(r.code, 2, argv.join(' '));
+    t.match(r.stderr, msg);
+  }
+  t.equal(server.calls.JoinSecurityDomain!.length, 1, 'usage errors are not sent');
 });

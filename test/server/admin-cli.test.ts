@@ -112,6 +112,37 @@ t.test('BYOK from the CLI: import-key, byok pack, keys import', async (t) => {
   t.equal((await h.keys.describe('byok1')).origin, 'imported');
 });
 
+t.test('domain init/show, keys create --backupable, keys protect from the CLI', async (t) => {
+  const none = await ok(t, 'domain', 'show');
+  t.equal(none.domain, null, 'no domain yet');
+  const init = (await ok(t, 'domain', 'init')) as { created: boolean; domain: { domainId: string } };
+  t.equal(init.created, true);
+  t.equal((await h.store.getDomain())?.domainId, init.domain.domainId, 'the server store is bound');
+  const show = (await ok(t, 'domain', 'show')) as { domain: { domainId: string } };
+  t.equal(show.domain.domainId, init.domain.domainId);
+  const joined = await cli('domain', 'join', '--domain-id', 'other', '--backup-key-id', 'abcd');
+  t.equal(joined.code, 1, 'a bound server refuses to join another domain');
+  t.equal((await h.store.getDomain())?.domainId, init.domain.domainId);
+
+  await ok(t, 'keys', 'create', 'bk-cli', '--kind', 'aes-256', '--backupable');
+  const out = join(dir, 'bk-cli.backup');
+  await ok(t, 'keys', 'backup', 'bk-cli', '--out', out);
+  t.ok(readFileSync(out).length > 32, 'a --backupable key backs up');
+  await ok(t, 'keys', 'create', 'plain-cli', '--kind', 'aes-256');
+  const refused = await cli('keys', 'backup', 'plain-cli', '--out', join(dir, 'plain.backup'));
+  t.equal(refused.code, 1);
+  t.match(refused.stderr, /OPERATION_NOT_ALLOWED/);
+
+  t.equal((await h.keys.describe('plain-cli')).purgeProtection, false);
+  await ok(t, 'keys', 'protect', 'plain-cli');
+  t.equal((await h.keys.describe('plain-cli')).purgeProtection, true);
+  await ok(t, 'keys', 'protect', 'plain-cli');
+  await ok(t, 'keys', 'delete', 'plain-cli');
+  const purge = await cli('keys', 'purge', 'plain-cli');
+  t.equal(purge.code, 1, 'purge refused under protection');
+  t.match(purge.stderr, /PURGE_PROTECTED/);
+});
+
 t.test('backup and restore from the CLI', async (t) => {
   await h.keys.initDomain();
   await h.keys.createKey({ name: 'bk', kind: 'aes-256', backupable: true });

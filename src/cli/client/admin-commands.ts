@@ -171,10 +171,14 @@ export function registerAdminCommands(program: Command, io: CliIo): void {
     .description('create a key in the HSM (version 1)')
     .argument('<name>', 'new key name')
     .requiredOption('--kind <kind>', 'aes-256, rsa-3072 or ec-p256')
-    .option('--rotate-after <duration>', 'rotate automatically, e.g. 90d');
+    .option('--rotate-after <duration>', 'rotate automatically, e.g. 90d')
+    .option(
+      '--backupable',
+      'create it CKA_EXTRACTABLE (still sensitive) so `keys backup` can wrap it out under the security domain key; default: never extractable',
+    );
   addNewKeyOptions(create);
   addAdminOptions(create);
-  runAction<AdminFlags & NewKeyFlags & { kind: string; rotateAfter?: string }>(
+  runAction<AdminFlags & NewKeyFlags & { kind: string; rotateAfter?: string; backupable?: boolean }>(
     create,
     io,
     async ([name], o) => {
@@ -182,6 +186,7 @@ export function registerAdminCommands(program: Command, io: CliIo): void {
         name: parseKeyName(name!, 'NAME'),
         kind: parseKind(o.kind),
         ...newKeyFields(o),
+        backupable: o.backupable === true,
         rotationPolicy:
           o.rotateAfter === undefined
             ? null
@@ -251,6 +256,18 @@ export function registerAdminCommands(program: Command, io: CliIo): void {
       }
     });
   }
+
+  // protect
+  const protect = subcommand(keys, 'protect', io)
+    .description('turn purge protection on (cannot be undone; a protected key is left as it is)')
+    .argument('<name>', 'key name');
+  addAdminOptions(protect);
+  runAction<AdminFlags>(protect, io, async ([name], o) => {
+    const res = await adminCall<{ key: AdminKey }>(o, io, 'EnablePurgeProtection', {
+      name: parseKeyName(name!, 'NAME'),
+    });
+    printKey(io, o.json, res.key);
+  });
 
   // enable / disable
   for (const [cmdName, enabled] of [

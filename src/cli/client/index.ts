@@ -1,8 +1,9 @@
 // The operator's client commands on the `hyokd` program (main.ts adds `serve`):
 //
 //   data plane   generate-data-key, wrap, unwrap, batch-wrap, batch-unwrap, get-key
-//   admin        keys create|list|get|rotate|enable|disable|delete|recover|purge|adopt|
-//                backup|restore|import|import-key|tag|rotation;  policy show|set|explain
+//   admin        keys create|list|get|rotate|enable|disable|protect|delete|recover|purge|
+//                adopt|backup|restore|import|import-key|tag|rotation;  policy show|set|explain;
+//                domain init|join|show
 //   local        policy check FILE;  audit verify|tail|search;  byok pack
 //
 // Exit codes: 0 ok, 1 the call or check failed (code, reason and safe message printed),
@@ -17,6 +18,7 @@ import { registerBatchCommands } from './batch-commands.js';
 import { registerByokCommands } from './byok-commands.js';
 import { processIo, type CliIo } from './cli-io.js';
 import { registerDataCommands } from './data-commands.js';
+import { registerDomainCommands } from './domain-commands.js';
 import { registerPolicyCommands } from './policy-commands.js';
 
 export { EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError, processIo, type CliIo } from './cli-io.js';
@@ -45,6 +47,7 @@ export function registerClientCommands(program: Command, io: CliIo = processIo):
   registerDataCommands(program, io);
   registerBatchCommands(program, io);
   registerAdminCommands(program, io);
+  registerDomainCommands(program, io);
   registerByokCommands(program, io);
   registerPolicyCommands(program, io);
   registerAuditCommands(program, io);
