@@ -11,6 +11,8 @@
 //   <home>/hyokd.db       SQLite metadata store (opened by serve)
 //   <home>/audit/         audit log (opened by serve)
 //   demo KEK              AES-256 key `demo`, created through KeyService
+//   security domain       bound on first run (KeyService.initDomain) so BackupKey and
+//                         RestoreKey work out of the box for keys created backupable
 import { existsSync, lstatSync, symlinkSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
@@ -19,6 +21,7 @@ import { DEFAULT_TOKEN_LABEL } from '../config/index.js';
 import { HyokError } from '../errors.js';
 import { ensureSoftHsmToken, SOFTHSM_MODULE } from '../hsm/softhsm.js';
 import type { KeyService } from '../keys/index.js';
+import type { MetadataStore } from '../store/types.js';
 import { DEV_ADMIN_ID, DEV_CLIENT_ID, ensureDevPki, type DevPki } from '../pki/index.js';
 
 export const DEMO_KEY = 'demo';
@@ -117,4 +120,13 @@ export async function ensureDemoKey(keys: KeyService): Promise<boolean> {
   }
   await keys.createKey({ name: DEMO_KEY, kind: 'aes-256', tags: { purpose: 'demo' } });
   return true;
+}
+
+/**
+ * Binds the store to a new security domain when it is bound to none. Returns the new
+ * domain's id, or null when one was already bound (nothing changes).
+ */
+export async function ensureSecurityDomain(keys: KeyService, store: MetadataStore): Promise<string | null> {
+  if (await store.getDomain()) return null;
+  return (await keys.initDomain()).domainId;
 }

@@ -14,6 +14,7 @@ import { createLogger, type Logger } from '../log.js';
 import { PolicyHolder } from '../policy/index.js';
 import { noopObserver, type CallObserver } from '../server/observer.js';
 import { adminExtraService } from '../server/admin-service.js';
+import { StoreQuorumGate, type QuorumGate } from '../server/quorum-gate.js';
 import type { AuditSink, PipelineDeps } from '../server/pipeline.js';
 import { HyokServer, type ExtraService } from '../server/server.js';
 import { ReloadableTls } from '../server/tls-credentials.js';
@@ -22,6 +23,7 @@ import { lockHome, type HomeLock } from './home-lock.js';
 import {
   DEMO_KEY,
   ensureDemoKey,
+  ensureSecurityDomain,
   prepareEmbeddedHome,
   usesDevPki,
   usesEmbeddedHsm,
@@ -49,6 +51,8 @@ export interface DaemonParts {
   audit: AuditWriter | null;
   /** The pipeline dependencies every service runs on. */
   deps: PipelineDeps;
+  /** Holds the admin operations listed in config.quorum.operations. */
+  quorum: QuorumGate;
 }
 
 export interface Daemon extends DaemonParts {
@@ -126,6 +130,17 @@ async function openDaemon(config: Config, opts: DaemonOptions, log: Logger, lock
   const policy = await PolicyHolder.fromFile(config.policy.file);
   if (usesEmbeddedHsm(config) && (await ensureDemoKey(keys)))
     created.push(`demo KEK "${DEMO_KEY}" (AES-256)`);
+  if (usesEmbeddedHsm(config)) {
+    const domainId = await ensureSecurityDomain(keys, store);
+    if (domainId !== null) created.push(`security domain ${domainId} (for keys backup/restore)`);
+  }
+  // config.quorum.operations: the admin operations held for M-of-N approval (none by default).
+  const quorum: QuorumGate = new StoreQuorumGate({
+    store,
+    operations: config.quorum.operations,
+    approvals: config.quorum.approvals,
+    ttlMs: config.quorum.ttlMs,
+  });
 
   const tls = await ReloadableTls.fromFiles(config.server.tls);
   const s = config.server;
@@ -143,10 +158,10 @@ async function openDaemon(config: Config, opts: DaemonOptions, log: Logger, lock
       maxContextEntries: s.maxContextEntries,
     },
   };
-  const parts: DaemonParts = { config, log, hsm, store, keys, policy, audit, deps };
+  const parts: DaemonParts = { config, log, hsm, store, keys, policy, audit, deps, quorum };
   const services = opts.services
     ? opts.services(parts)
-    : [adminExtraService({ deps, keys, policy, store, policyFile: config.policy.file })];
+    : [adminExtraService({ deps, keys, policy, store, policyFile: config.policy.file, quorum })];
   const server = await HyokServer.start({
     deps,
     tls,
