@@ -20,7 +20,7 @@ import type { HsmBackend, ItemResult, Op } from '../hsm/types.js';
 import type { KeyResolver } from '../keys/types.js';
 import type { AuthzRequest, Decision, Permission } from '../policy/index.js';
 import type { Logger } from '../log.js';
-import { callerIdentity, type AuthContext, type CallerIdentity } from './identity.js';
+import { callIdentity, type AuthContext, type CallerIdentity } from './identity.js';
 import type { CallObserver } from './observer.js';
 
 /** Where audit events go: an AuditWriter, or null when auditing is disabled. */
@@ -195,7 +195,7 @@ export function contextOf(value: unknown, maxEntries: number): Record<string, st
  * finishes the call (finishCall) with that error when an identity exists.
  */
 export function identify(call: CallLike): CallerIdentity {
-  return callerIdentity(call.getAuthContext());
+  return callIdentity(call);
 }
 
 export function beginCall(
