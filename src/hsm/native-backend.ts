@@ -58,6 +58,14 @@ function wholeBatchError(e: unknown, site: Error): unknown {
   return e;
 }
 
+interface PendingOp {
+  op: Op;
+  timeoutMs: number | undefined;
+  site: Error;
+  resolve: (r: ItemResult) => void;
+  reject: (e: unknown) => void;
+}
+
 export class NativeBackend implements HsmBackend {
   readonly module: ModuleInfo;
   readonly token: TokenInfo;
@@ -106,9 +114,19 @@ export class NativeBackend implements HsmBackend {
   async batch(ops: Op[], opts?: SubmitOptions): Promise<ItemResult[]> {
     if (Array.isArray(ops) && ops.length === 0) return [];
     const site = new Error();
+    const timeoutMs = opts?.timeoutMs ?? this.opTimeoutMs;
+    if (Array.isArray(ops) && ops.length === 1) {
+      // Single ops (one per unary request) wait for the end of this event-loop turn and
+      // cross into native code together: one submit and one completion for all of them.
+      return [await this.coalesce(ops[0]!, timeoutMs, site)];
+    }
+    return this.submitNow(ops, timeoutMs, site);
+  }
+
+  private async submitNow(ops: Op[], timeoutMs: number | undefined, site: Error): Promise<ItemResult[]> {
     let raw;
     try {
-      raw = await this.raw.submit(ops, opts?.timeoutMs ?? this.opTimeoutMs);
+      raw = await this.raw.submit(ops, timeoutMs);
     } catch (e) {
       throw wholeBatchError(e, site);
     }
@@ -118,6 +136,74 @@ export class NativeBackend implements HsmBackend {
       out[i] = r.ok ? (r as unknown as ItemResult) : { ok: false, error: toError(r, site) };
     }
     return out;
+  }
+
+  // --- coalescing of single ops ------------------------------------------------------
+  // Items queued during one turn of the event loop are submitted by a setImmediate as
+  // one native batch per distinct timeout. Each item keeps its own result and its own
+  // caller stack. If the combined submission is refused as a whole (a bad op, a full
+  // queue, a closed module), every item is resubmitted alone, so each gets exactly the
+  // answer it would have had without coalescing.
+  private pending: PendingOp[] = [];
+  private flushScheduled = false;
+
+  private coalesce(op: Op, timeoutMs: number | undefined, site: Error): Promise<ItemResult> {
+    return new Promise<ItemResult>((resolve, reject) => {
+      this.pending.push({ op, timeoutMs, site, resolve, reject });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const all = this.pending;
+    this.pending = [];
+    if (all.length === 1) {
+      this.submitAlone(all[0]!);
+      return;
+    }
+    const groups = new Map<number | undefined, PendingOp[]>();
+    for (const p of all) {
+      const g = groups.get(p.timeoutMs);
+      if (g === undefined) groups.set(p.timeoutMs, [p]);
+      else g.push(p);
+    }
+    for (const [timeoutMs, group] of groups) {
+      if (group.length === 1) {
+        this.submitAlone(group[0]!);
+        continue;
+      }
+      let promise;
+      try {
+        promise = this.raw.submit(
+          group.map((p) => p.op),
+          timeoutMs,
+        );
+      } catch {
+        for (const p of group) this.submitAlone(p);
+        continue;
+      }
+      promise.then(
+        (raw) => {
+          for (let i = 0; i < group.length; i++) {
+            const p = group[i]!;
+            const r = raw[i];
+            if (r === undefined) p.reject(new Error('the HSM module returned fewer results than ops'));
+            else p.resolve(r.ok ? (r as unknown as ItemResult) : { ok: false, error: toError(r, p.site) });
+          }
+        },
+        () => {
+          for (const p of group) this.submitAlone(p);
+        },
+      );
+    }
+  }
+
+  private submitAlone(p: PendingOp): void {
+    this.submitNow([p.op], p.timeoutMs, p.site).then(([r]) => p.resolve(r!), p.reject);
   }
 
   async evictKey(ref: KeyRef): Promise<void> {

@@ -1,0 +1,147 @@
+// NativeBackend coalesces single-op calls made in one event-loop turn into one native
+// submission. Each caller must still get exactly its own result, its own error and its
+// own stack, and a submission refused as a whole must not take the other callers down.
+import t from 'tap';
+import { randomBytes } from 'node:crypto';
+import { createTestToken } from '../helpers/softhsm.js';
+import type { NativeBackend } from '../../src/hsm/native-backend.js';
+import { HsmError } from '../../src/hsm/errors.js';
+import type { KeyRef } from '../../src/hsm/types.js';
+
+const tok = await createTestToken('coalesce');
+t.teardown(() => tok.cleanup());
+const kek: KeyRef = { id: Buffer.from('kek'), cls: 'secret' };
+
+/** Counts the native submissions (and their sizes) behind the backend. */
+function countSubmits(hsm: NativeBackend): number[] {
+  const holder = hsm as unknown as {
+    raw: { submit: (ops: unknown[], timeoutMs?: number) => Promise<unknown> };
+  };
+  const raw = holder.raw;
+  const sizes: number[] = [];
+  holder.raw = new Proxy(raw, {
+    get(target, prop) {
+      if (prop === 'submit') {
+        return (ops: unknown[], timeoutMs?: number) => {
+          sizes.push(ops.length);
+          return target.submit(ops, timeoutMs);
+        };
+      }
+      const v = Reflect.get(target, prop, target) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+  return sizes;
+}
+
+async function open(opts: { queueCapacity?: number; sessions?: number } = {}): Promise<NativeBackend> {
+  const hsm = await tok.open({ sessions: 2, ...opts });
+  const found = await hsm.run({ op: 'find', cls: 'secret', id: kek.id });
+  if (found.handles.length === 0) {
+    await hsm.run({
+      op: 'generateKey',
+      keyBits: 256,
+      spec: { id: kek.id, label: 'kek', usage: { encrypt: true, decrypt: true } },
+    });
+  }
+  return hsm;
+}
+
+t.test('single calls in one turn share one submission and each gets its own result', async (t) => {
+  const hsm = await open();
+  t.teardown(() => hsm.close());
+  const deks = Array.from({ length: 100 }, () => randomBytes(32));
+  const sizes = countSubmits(hsm);
+  const enc = await Promise.all(
+    deks.map((d) => hsm.run({ op: 'encrypt', key: kek, plaintext: Buffer.from(d) })),
+  );
+  t.ok(sizes.length <= 2, `100 encrypts took ${sizes.length} submission(s)`);
+  t.equal(
+    sizes.reduce((a, b) => a + b, 0),
+    100,
+  );
+  const dec = await Promise.all(
+    enc.map((e) => hsm.run({ op: 'decrypt', key: kek, iv: e.iv, ciphertext: e.ciphertext })),
+  );
+  dec.forEach((d, i) => t.ok(d.plaintext.equals(deks[i]!), `item ${i} got its own plaintext`));
+});
+
+t.test('a failing item fails alone, with the stack of its own caller', async (t) => {
+  const hsm = await open();
+  t.teardown(() => hsm.close());
+  const e = await hsm.run({ op: 'encrypt', key: kek, plaintext: randomBytes(32) });
+  const bad = Buffer.from(e.ciphertext);
+  bad[0] ^= 1;
+  const good = () => hsm.run({ op: 'decrypt', key: kek, iv: e.iv, ciphertext: e.ciphertext });
+  async function theFailingCaller() {
+    return hsm.run({ op: 'decrypt', key: kek, iv: e.iv, ciphertext: bad });
+  }
+  const r = await Promise.allSettled([good(), theFailingCaller(), good()]);
+  t.equal(r[0]!.status, 'fulfilled');
+  t.equal(r[2]!.status, 'fulfilled');
+  t.equal(r[1]!.status, 'rejected');
+  const err = (r[1] as PromiseRejectedResult).reason as HsmError;
+  t.ok(err instanceof HsmError);
+  // SoftHSM2 reports a GCM tag failure as CKR_GENERAL_ERROR (see conformance.ts).
+  t.match(err.code, /^CKR_(GENERAL_ERROR|ENCRYPTED_DATA_INVALID)$/);
+  t.match(err.stack ?? '', /theFailingCaller/, 'the stack names the caller that submitted the op');
+});
+
+t.test('an op the module refuses to parse is refused alone; the others still run', async (t) => {
+  const hsm = await open();
+  t.teardown(() => hsm.close());
+  const e = await hsm.run({ op: 'encrypt', key: kek, plaintext: randomBytes(32) });
+  const good = () => hsm.run({ op: 'decrypt', key: kek, iv: e.iv, ciphertext: e.ciphertext });
+  const r = await Promise.allSettled([
+    good(),
+    hsm.run({ op: 'decrypt', key: kek, iv: Buffer.alloc(0), ciphertext: e.ciphertext }),
+    good(),
+  ]);
+  t.same(
+    r.map((x) => x.status),
+    ['fulfilled', 'rejected', 'fulfilled'],
+  );
+  t.ok((r[1] as PromiseRejectedResult).reason instanceof TypeError, 'the parse error of that op');
+});
+
+t.test('different timeouts go in different submissions', async (t) => {
+  const hsm = await open();
+  t.teardown(() => hsm.close());
+  const sizes = countSubmits(hsm);
+  await Promise.all([
+    hsm.run({ op: 'random', length: 8 }, { timeoutMs: 1000 }),
+    hsm.run({ op: 'random', length: 8 }, { timeoutMs: 2000 }),
+    hsm.run({ op: 'random', length: 8 }, { timeoutMs: 1000 }),
+  ]);
+  t.same([...sizes].sort(), [1, 2]);
+});
+
+t.test('a full queue answers each caller as if it had submitted alone', async (t) => {
+  const hsm = await open({ sessions: 1, queueCapacity: 4 });
+  t.teardown(() => hsm.close());
+  const r = await Promise.allSettled(Array.from({ length: 40 }, () => hsm.run({ op: 'random', length: 16 })));
+  const ok = r.filter((x) => x.status === 'fulfilled').length;
+  const codes = new Set(
+    r
+      .filter((x) => x.status === 'rejected')
+      .map((x) => ((x as PromiseRejectedResult).reason as HsmError).code),
+  );
+  // All 40 in one submission would exceed the capacity of 4 and be refused as a whole.
+  t.ok(ok >= 1, `${ok} calls got through (resubmitted alone after the combined refusal)`);
+  t.ok(
+    codes.size === 0 || (codes.size === 1 && codes.has('HYOKD_QUEUE_FULL')),
+    'the only refusal is QUEUE_FULL',
+  );
+});
+
+t.test('after close, pending single calls are refused, not lost', async (t) => {
+  const hsm = await open();
+  const p = Promise.allSettled([hsm.run({ op: 'random', length: 8 }), hsm.run({ op: 'random', length: 8 })]);
+  await hsm.close();
+  const r = await p;
+  for (const x of r) {
+    if (x.status === 'rejected') t.equal((x.reason as HsmError).code, 'HYOKD_CLOSED');
+    else t.equal(x.value.bytes.length, 8);
+  }
+  await t.rejects(hsm.run({ op: 'random', length: 8 }), { code: 'HYOKD_CLOSED' });
+});
