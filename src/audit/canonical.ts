@@ -13,12 +13,47 @@ export function canonicalJson(value: unknown): string {
     if (s === undefined) throw new TypeError('audit: value has no JSON form');
     return s;
   }
-  if (Array.isArray(value)) return '[' + value.map(canonicalJson).join(',') + ']';
-  const obj = value as Record<string, unknown>;
-  const keys = Object.keys(obj)
-    .filter((k) => obj[k] !== undefined)
-    .sort();
-  return '{' + keys.map((k) => JSON.stringify(k) + ':' + canonicalJson(obj[k])).join(',') + '}';
+  if (Array.isArray(value)) {
+    let out = '[';
+    for (let i = 0; i < value.length; i++) out += (i === 0 ? '' : ',') + canonicalJson(value[i]);
+    return out + ']';
+  }
+  return '{' + members(value as Record<string, unknown>, null).join(',') + '}';
+}
+
+/** `"key":value` strings of an object's defined members, in key order (code units), skipping `skip`. */
+function members(obj: Record<string, unknown>, skip: string | null): string[] {
+  const keys = Object.keys(obj).sort();
+  const out: string[] = [];
+  for (const k of keys) {
+    const v = obj[k];
+    if (v === undefined || k === skip) continue;
+    out.push(JSON.stringify(k) + ':' + canonicalJson(v));
+  }
+  return out;
+}
+
+/**
+ * `recordHash(record)` and the canonical line of the record carrying that hash, from
+ * one serialization: the members are serialized once, hashed without `hash`, and the
+ * `hash` member is spliced in at its sorted place. Same bytes as
+ * `canonicalJson({ ...record, hash: recordHash(record) })`.
+ */
+export function hashAndLine(record: Record<string, unknown>): { hash: string; line: string } {
+  const keys = Object.keys(record).sort();
+  const parts: string[] = [];
+  let at = -1;
+  for (const k of keys) {
+    if (k === 'hash') continue;
+    if (at < 0 && k > 'hash') at = parts.length;
+    const v = record[k];
+    if (v === undefined) continue;
+    parts.push(JSON.stringify(k) + ':' + canonicalJson(v));
+  }
+  if (at < 0) at = parts.length;
+  const hash = sha256Hex('{' + parts.join(',') + '}');
+  parts.splice(at, 0, '"hash":' + JSON.stringify(hash));
+  return { hash, line: '{' + parts.join(',') + '}' };
 }
 
 export function sha256Hex(data: string | Buffer): string {
@@ -27,9 +62,7 @@ export function sha256Hex(data: string | Buffer): string {
 
 /** The hash a record must carry: SHA-256 over the canonical form without `hash`. */
 export function recordHash(record: Record<string, unknown>): string {
-  const rest: Record<string, unknown> = { ...record };
-  delete rest.hash;
-  return sha256Hex(canonicalJson(rest));
+  return sha256Hex('{' + members(record, 'hash').join(',') + '}');
 }
 
 /** `prev` of the very first record of a chain. */

@@ -47,7 +47,7 @@ import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { canonicalJson, GENESIS_PREV, recordHash } from './canonical.js';
+import { canonicalJson, GENESIS_PREV, hashAndLine, recordHash } from './canonical.js';
 import { AuditCodes, AuditError, auditUnavailable, errorKind } from './errors.js';
 import { auditFileName, findDiskHead } from './files.js';
 import { nodeAuditFs, type AuditFs } from './audit-fs.js';
@@ -140,6 +140,9 @@ interface Head {
 }
 
 const noop = (): void => undefined;
+
+/** The canonical line serialized with each record's hash (so it is not serialized twice). */
+const lines = new WeakMap<object, { hash: string; line: string }>();
 
 export class AuditWriter extends EventEmitter {
   readonly #dir: string;
@@ -505,7 +508,9 @@ export class AuditWriter extends EventEmitter {
         body = e.body;
       }
       const rec = { ...body, seq: seq + 1, ts: this.#now().toISOString(), prev } as AuditRecord;
-      rec.hash = recordHash(rec);
+      const { hash, line } = hashAndLine(rec);
+      rec.hash = hash;
+      lines.set(rec, { hash, line });
       seq = rec.seq;
       prev = rec.hash;
       out.push(rec);
@@ -540,7 +545,13 @@ export class AuditWriter extends EventEmitter {
 
   async #writeRecords(records: AuditRecord[]): Promise<void> {
     if (records.length === 0) return;
-    const buf = Buffer.from(records.map((r) => canonicalJson(r) + '\n').join(''), 'utf8');
+    let text = '';
+    for (const r of records) {
+      // The line #build serialized along with the hash, unless the record changed since.
+      const c = lines.get(r);
+      text += (c !== undefined && c.hash === r.hash ? c.line : canonicalJson(r)) + '\n';
+    }
+    const buf = Buffer.from(text, 'utf8');
     const started = performance.now();
     // The timed work touches only locals: if it times out and finishes later, it must not
     // install a descriptor or a file name into the writer's state.
