@@ -1,6 +1,7 @@
 // The key layer: names -> versions -> HSM objects, and the whole key lifecycle.
 //
-// Hot path (KeyResolver: forWrap/forUnwrap): two indexed store reads, no HSM round trip,
+// Hot path (KeyResolver: forWrap/forUnwrap): one indexed store read (key joined with the
+// version, when the store offers getKeyWithVersion; else two), no HSM round trip,
 // no cached state. A key disabled, deleted or expired a moment ago is refused on the very
 // next call; the HSM backend caches handles by CKA_ID itself, and disable/delete also
 // evict them so session copies die.
@@ -317,6 +318,14 @@ function blobError(e: unknown): HyokError {
   return toHyokError(e);
 }
 
+/** An optional store read: a key and one of its versions in one snapshot (see SqliteMetadataStore). */
+interface JoinedKeyRead {
+  getKeyWithVersion(
+    name: string,
+    version: number | 'primary',
+  ): Promise<{ key: KeyRecord; version: KeyVersionRecord | null } | null>;
+}
+
 export class KeyService implements KeyResolver {
   readonly #hsm: HsmBackend;
   readonly #store: MetadataStore;
@@ -343,7 +352,16 @@ export class KeyService implements KeyResolver {
   // ---------------------------------------------------------------------------------
 
   async forWrap(name: string, op: KeyOperation): Promise<UsableVersion> {
-    const key = await this.#store.getKey(name);
+    const joined = this.#joined;
+    let key: KeyRecord | null;
+    let v: KeyVersionRecord | null = null;
+    if (joined) {
+      const r = await joined.getKeyWithVersion(name, 'primary');
+      key = r?.key ?? null;
+      v = r?.version ?? null;
+    } else {
+      key = await this.#store.getKey(name);
+    }
     if (!key) throw err('KEY_NOT_FOUND');
     this.#checkUsable(key, op);
     const exp = key.rotation.expiresAt;
@@ -351,21 +369,37 @@ export class KeyService implements KeyResolver {
       throw err('KEY_DISABLED', { metadata: { reason: 'expired' } });
     }
     if (key.primaryVersion === null) throw err('VERSION_NOT_FOUND');
-    const v = await this.#store.getVersion(name, key.primaryVersion);
+    if (!joined) v = await this.#store.getVersion(name, key.primaryVersion);
     if (!v) throw err('VERSION_NOT_FOUND');
     if (v.state !== 'enabled') throw err('VERSION_DISABLED');
     return this.#usable(key, v);
   }
 
   async forUnwrap(name: string, version: number, op: KeyOperation): Promise<UsableVersion> {
-    const key = await this.#store.getKey(name);
+    const validVersion = Number.isSafeInteger(version) && version >= 1;
+    const joined = validVersion ? this.#joined : undefined;
+    let key: KeyRecord | null;
+    let v: KeyVersionRecord | null = null;
+    if (joined) {
+      const r = await joined.getKeyWithVersion(name, version);
+      key = r?.key ?? null;
+      v = r?.version ?? null;
+    } else {
+      key = await this.#store.getKey(name);
+    }
     if (!key) throw err('KEY_NOT_FOUND');
     this.#checkUsable(key, op);
-    if (!Number.isSafeInteger(version) || version < 1) throw err('VERSION_NOT_FOUND');
-    const v = await this.#store.getVersion(name, version);
+    if (!validVersion) throw err('VERSION_NOT_FOUND');
+    if (!joined) v = await this.#store.getVersion(name, version);
     if (!v) throw err('VERSION_NOT_FOUND');
     if (v.state !== 'enabled') throw err('VERSION_DISABLED');
     return this.#usable(key, v);
+  }
+
+  /** The store's one-statement key+version read, when it has one (SqliteMetadataStore does). */
+  get #joined(): JoinedKeyRead | undefined {
+    const s = this.#store as MetadataStore & Partial<JoinedKeyRead>;
+    return typeof s.getKeyWithVersion === 'function' ? (s as unknown as JoinedKeyRead) : undefined;
   }
 
   async describe(name: string): Promise<AdminKeyView> {

@@ -152,6 +152,21 @@ interface VersionRow {
   public_key_spki: Buffer | null;
 }
 
+/** A key row joined with one version row (LEFT JOIN: all null when there is no such version). */
+interface JoinedVersionColumns {
+  v_version: number | null;
+  v_cka_id: string | null;
+  v_hsm_label: string | null;
+  v_state: string | null;
+  v_created_at: number | null;
+  v_public_key_spki: Buffer | null;
+}
+
+const KEY_WITH_VERSION =
+  'SELECT k.*, v.version AS v_version, v.cka_id AS v_cka_id, v.hsm_label AS v_hsm_label, ' +
+  'v.state AS v_state, v.created_at AS v_created_at, v.public_key_spki AS v_public_key_spki ' +
+  'FROM keys k LEFT JOIN key_versions v ON v.key_name = k.name AND';
+
 interface RequestRow {
   id: string;
   op: string;
@@ -530,6 +545,39 @@ export class SqliteMetadataStore implements MetadataStore {
         version,
       ) as VersionRow | undefined;
       return row ? toVersion(row) : null;
+    });
+  }
+
+  /**
+   * The key and one of its versions (`'primary'`: its primary version) in ONE statement,
+   * so one snapshot: the KeyResolver's hot path (forWrap/forUnwrap) instead of getKey +
+   * getVersion. null when the key does not exist; `version` null when that version does
+   * not (or the key has no primary version).
+   */
+  async getKeyWithVersion(
+    name: string,
+    version: number | 'primary',
+  ): Promise<{ key: KeyRecord; version: KeyVersionRecord | null } | null> {
+    return this.#read(() => {
+      const row = (
+        version === 'primary'
+          ? this.#stmt(`${KEY_WITH_VERSION} v.version = k.primary_version WHERE k.name = ?`).get(name)
+          : this.#stmt(`${KEY_WITH_VERSION} v.version = ? WHERE k.name = ?`).get(version, name)
+      ) as (KeyRow & JoinedVersionColumns) | undefined;
+      if (!row) return null;
+      const v =
+        row.v_version === null
+          ? null
+          : toVersion({
+              key_name: row.name,
+              version: row.v_version,
+              cka_id: row.v_cka_id!,
+              hsm_label: row.v_hsm_label!,
+              state: row.v_state!,
+              created_at: row.v_created_at!,
+              public_key_spki: row.v_public_key_spki,
+            });
+      return { key: toKey(row), version: v };
     });
   }
 

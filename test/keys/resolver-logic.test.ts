@@ -128,3 +128,47 @@ t.test('reconcile: every intent kind', async (t) => {
   t.equal(events.length, 5);
   t.equal(await store.getDomain(), null);
 });
+
+t.test('the one-statement key+version read and the two-read fallback give the same answers', async (t) => {
+  const { hsm, store } = setup();
+  // The same store without getKeyWithVersion: KeyService falls back to getKey + getVersion.
+  const plain = new Proxy(store, {
+    get(target, prop) {
+      if (prop === 'getKeyWithVersion') return undefined;
+      const v = Reflect.get(target, prop, target) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+  const joined = new KeyService({ hsm, store });
+  const twoReads = new KeyService({ hsm, store: plain });
+  await joined.createKey({ name: 'k', kind: 'aes-256' });
+  await joined.rotateKey('k');
+  await store.setVersionState('k', 1, 'disabled');
+  const both = async (f: (k: KeyService) => Promise<{ version: number; ref: unknown }>) => {
+    const r = await Promise.all(
+      [joined, twoReads].map(async (k) => {
+        try {
+          const u = await f(k);
+          return `ok v${u.version} ${JSON.stringify(u.ref)}`;
+        } catch (e) {
+          if (e instanceof HyokError) return e.code;
+          throw e;
+        }
+      }),
+    );
+    t.equal(r[0], r[1], 'same answer on both paths');
+    return r[0];
+  };
+  t.match(await both((k) => k.forWrap('k', 'wrapKey')), /^ok v2 /);
+  t.match(await both((k) => k.forUnwrap('k', 2, 'unwrapKey')), /^ok v2 /);
+  t.equal(await both((k) => k.forUnwrap('k', 1, 'unwrapKey')), 'VERSION_DISABLED');
+  t.equal(await both((k) => k.forUnwrap('k', 3, 'unwrapKey')), 'VERSION_NOT_FOUND');
+  t.equal(await both((k) => k.forUnwrap('k', 0, 'unwrapKey')), 'VERSION_NOT_FOUND');
+  t.equal(await both((k) => k.forUnwrap('k', 1.5, 'unwrapKey')), 'VERSION_NOT_FOUND');
+  t.equal(await both((k) => k.forUnwrap('nope', 1, 'unwrapKey')), 'KEY_NOT_FOUND');
+  t.equal(await both((k) => k.forWrap('nope', 'wrapKey')), 'KEY_NOT_FOUND');
+  t.equal(await both((k) => k.forUnwrap('k', 2, 'sign')), 'KEY_KIND_MISMATCH');
+  await store.setKeyState('k', 'disabled');
+  t.equal(await both((k) => k.forUnwrap('k', 2, 'unwrapKey')), 'KEY_DISABLED');
+  t.equal(await both((k) => k.forWrap('k', 'wrapKey')), 'KEY_DISABLED');
+});

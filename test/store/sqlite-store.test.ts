@@ -219,3 +219,43 @@ t.test('a writer waits for another instance to release its lock', async (t) => {
   other.exec('COMMIT');
   t.ok(await store.beginIntent('x', null, {}), 'proceeds once the lock is free');
 });
+
+t.test(
+  'getKeyWithVersion: the key and one version in one read, same records as getKey/getVersion',
+  async (t) => {
+    const store = openSqliteStore({ path: storePathIn(freshDir()) });
+    t.teardown(() => store.close());
+    t.equal(await store.getKeyWithVersion('none', 'primary'), null, 'no key');
+    t.equal(await store.getKeyWithVersion('none', 1), null, 'no key, explicit version');
+    await store.createKey({
+      name: 'k',
+      kind: 'aes-256',
+      operations: ['wrapKey', 'unwrapKey'],
+      origin: 'generated',
+      retentionDays: 7,
+      tags: { team: 'a' },
+      firstVersion: { ckaId: '0a', hsmLabel: 'k-v1' },
+    });
+    await store.addVersion('k', { ckaId: '1a', hsmLabel: 'k-v2' });
+    await store.setVersionState('k', 1, 'disabled');
+    const primary = await store.getKeyWithVersion('k', 'primary');
+    t.same(primary?.key, await store.getKey('k'));
+    t.same(primary?.version, await store.getVersion('k', 2), 'primary is version 2');
+    const v1 = await store.getKeyWithVersion('k', 1);
+    t.same(v1?.version, await store.getVersion('k', 1));
+    t.equal(v1?.version?.state, 'disabled');
+    const missing = await store.getKeyWithVersion('k', 9);
+    t.same(missing?.key, await store.getKey('k'), 'the key even when the version is missing');
+    t.equal(missing?.version, null);
+    await store.createKey({
+      name: 'bare',
+      kind: 'aes-256',
+      operations: ['wrapKey'],
+      origin: 'generated',
+      retentionDays: 7,
+    });
+    const bare = await store.getKeyWithVersion('bare', 'primary');
+    t.equal(bare?.key.primaryVersion, null);
+    t.equal(bare?.version, null, 'no primary version: no version');
+  },
+);
