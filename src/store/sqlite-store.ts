@@ -152,20 +152,55 @@ interface VersionRow {
   public_key_spki: Buffer | null;
 }
 
-/** A key row joined with one version row (LEFT JOIN: all null when there is no such version). */
-interface JoinedVersionColumns {
-  v_version: number | null;
-  v_cka_id: string | null;
-  v_hsm_label: string | null;
-  v_state: string | null;
-  v_created_at: number | null;
-  v_public_key_spki: Buffer | null;
-}
-
+/**
+ * A key row joined with one version row (LEFT JOIN: the version columns are null when
+ * there is no such version), read in raw mode (an array per row, columns in this
+ * order): cheaper than a row object whose property names are built per column.
+ */
 const KEY_WITH_VERSION =
-  'SELECT k.*, v.version AS v_version, v.cka_id AS v_cka_id, v.hsm_label AS v_hsm_label, ' +
-  'v.state AS v_state, v.created_at AS v_created_at, v.public_key_spki AS v_public_key_spki ' +
+  'SELECT k.name, k.kind, k.operations, k.state, k.state_before_delete, k.created_at, ' +
+  'k.updated_at, k.tags, k.retention_days, k.purge_protection, k.deleted_at, ' +
+  'k.scheduled_purge_at, k.rotation_period_days, k.expires_at, k.notify_before_days, ' +
+  'k.primary_version, k.origin, ' +
+  'v.version, v.cka_id, v.hsm_label, v.state, v.created_at, v.public_key_spki ' +
   'FROM keys k LEFT JOIN key_versions v ON v.key_name = k.name AND';
+
+type Cell = string | number | Buffer | null;
+
+function keyWithVersionFromRaw(r: Cell[]): { key: KeyRecord; version: KeyVersionRecord | null } {
+  const key: KeyRow = {
+    name: r[0] as string,
+    kind: r[1] as string,
+    operations: r[2] as string,
+    state: r[3] as string,
+    state_before_delete: r[4] as string | null,
+    created_at: r[5] as number,
+    updated_at: r[6] as number,
+    tags: r[7] as string,
+    retention_days: r[8] as number,
+    purge_protection: r[9] as number,
+    deleted_at: r[10] as number | null,
+    scheduled_purge_at: r[11] as number | null,
+    rotation_period_days: r[12] as number | null,
+    expires_at: r[13] as number | null,
+    notify_before_days: r[14] as number | null,
+    primary_version: r[15] as number | null,
+    origin: r[16] as string,
+  };
+  const version =
+    r[17] === null
+      ? null
+      : toVersion({
+          key_name: key.name,
+          version: r[17] as number,
+          cka_id: r[18] as string,
+          hsm_label: r[19] as string,
+          state: r[20] as string,
+          created_at: r[21] as number,
+          public_key_spki: r[22] as Buffer | null,
+        });
+  return { key: toKey(key), version };
+}
 
 interface RequestRow {
   id: string;
@@ -264,6 +299,16 @@ export class SqliteMetadataStore implements MetadataStore {
   constructor(db: Db, clock: () => number) {
     this.#db = db;
     this.#clock = clock;
+  }
+
+  /** A statement in raw mode (rows as arrays); its SQL must not be used through #stmt. */
+  #rawStmt(sql: string): Statement {
+    let s = this.#statements.get(sql);
+    if (s === undefined) {
+      s = this.#db.prepare(sql).raw(true);
+      this.#statements.set(sql, s);
+    }
+    return s;
   }
 
   #stmt(sql: string): Statement {
@@ -561,23 +606,10 @@ export class SqliteMetadataStore implements MetadataStore {
     return this.#read(() => {
       const row = (
         version === 'primary'
-          ? this.#stmt(`${KEY_WITH_VERSION} v.version = k.primary_version WHERE k.name = ?`).get(name)
-          : this.#stmt(`${KEY_WITH_VERSION} v.version = ? WHERE k.name = ?`).get(version, name)
-      ) as (KeyRow & JoinedVersionColumns) | undefined;
-      if (!row) return null;
-      const v =
-        row.v_version === null
-          ? null
-          : toVersion({
-              key_name: row.name,
-              version: row.v_version,
-              cka_id: row.v_cka_id!,
-              hsm_label: row.v_hsm_label!,
-              state: row.v_state!,
-              created_at: row.v_created_at!,
-              public_key_spki: row.v_public_key_spki,
-            });
-      return { key: toKey(row), version: v };
+          ? this.#rawStmt(`${KEY_WITH_VERSION} v.version = k.primary_version WHERE k.name = ?`).get(name)
+          : this.#rawStmt(`${KEY_WITH_VERSION} v.version = ? WHERE k.name = ?`).get(version, name)
+      ) as Cell[] | undefined;
+      return row ? keyWithVersionFromRaw(row) : null;
     });
   }
 
