@@ -13,12 +13,57 @@ export function canonicalJson(value: unknown): string {
     if (s === undefined) throw new TypeError('audit: value has no JSON form');
     return s;
   }
+  // Fast path: a tree of plain JSON values whose keys are already in canonical order
+  // serializes the same with the native JSON.stringify (insertion order = key order).
+  if (inCanonicalOrder(value, 0)) return JSON.stringify(value);
   if (Array.isArray(value)) {
     let out = '[';
     for (let i = 0; i < value.length; i++) out += (i === 0 ? '' : ',') + canonicalJson(value[i]);
     return out + ']';
   }
   return '{' + members(value as Record<string, unknown>, null).join(',') + '}';
+}
+
+const INDEX_LIKE = /^(?:0|[1-9][0-9]*)$/;
+const MAX_FAST_DEPTH = 16;
+
+/**
+ * True when JSON.stringify(v) is already the canonical form: only plain objects and
+ * arrays of strings, finite numbers, booleans and null; every object's keys strictly
+ * ascending by code unit (the order JSON.stringify will emit them in), none of them
+ * integer-like (those enumerate first, in numeric order), no undefined member.
+ */
+function inCanonicalOrder(v: object, depth: number): boolean {
+  if (depth > MAX_FAST_DEPTH) return false;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) if (!fastValue(v[i], depth)) return false;
+    return true;
+  }
+  const proto = Object.getPrototypeOf(v) as unknown;
+  if (proto !== Object.prototype && proto !== null) return false;
+  let prev: string | undefined;
+  for (const k in v) {
+    if (prev !== undefined && !(prev < k)) return false;
+    if (INDEX_LIKE.test(k)) return false;
+    if (!fastValue((v as Record<string, unknown>)[k], depth)) return false;
+    prev = k;
+  }
+  return true;
+}
+
+function fastValue(x: unknown, depth: number): boolean {
+  if (x === null) return true;
+  switch (typeof x) {
+    case 'string':
+    case 'boolean':
+      return true;
+    case 'number':
+      return Number.isFinite(x);
+    case 'object':
+      return inCanonicalOrder(x, depth + 1);
+    default:
+      return false;
+  }
 }
 
 /** `"key":value` strings of an object's defined members, in key order (code units), skipping `skip`. */

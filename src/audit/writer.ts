@@ -141,9 +141,6 @@ interface Head {
 
 const noop = (): void => undefined;
 
-/** The canonical line serialized with each record's hash (so it is not serialized twice). */
-const lines = new WeakMap<object, { hash: string; line: string }>();
-
 export class AuditWriter extends EventEmitter {
   readonly #dir: string;
   readonly #fs: AuditFs;
@@ -510,7 +507,7 @@ export class AuditWriter extends EventEmitter {
       const rec = { ...body, seq: seq + 1, ts: this.#now().toISOString(), prev } as AuditRecord;
       const { hash, line } = hashAndLine(rec);
       rec.hash = hash;
-      lines.set(rec, { hash, line });
+      this.#lines.set(rec, { hash, line });
       seq = rec.seq;
       prev = rec.hash;
       out.push(rec);
@@ -540,6 +537,12 @@ export class AuditWriter extends EventEmitter {
   }
 
   #nextFileName: string | null = null;
+  /**
+   * The canonical line #build serialized with each record's hash, so #writeRecords does
+   * not serialize it again; emptied by every write. A Map, not a WeakMap: ephemerons
+   * made every scavenge of the in-flight records dearer.
+   */
+  readonly #lines = new Map<AuditRecord, { hash: string; line: string }>();
   /** True while the probe writes its resume marker: #commit may run though unhealthy. */
   #recovering = false;
 
@@ -548,9 +551,10 @@ export class AuditWriter extends EventEmitter {
     let text = '';
     for (const r of records) {
       // The line #build serialized along with the hash, unless the record changed since.
-      const c = lines.get(r);
+      const c = this.#lines.get(r);
       text += (c !== undefined && c.hash === r.hash ? c.line : canonicalJson(r)) + '\n';
     }
+    this.#lines.clear();
     const buf = Buffer.from(text, 'utf8');
     const started = performance.now();
     // The timed work touches only locals: if it times out and finishes later, it must not

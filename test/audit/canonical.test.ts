@@ -38,3 +38,17 @@ t.test('hashAndLine gives the same hash and bytes as hashing and serializing sep
     t.equal(recordHash(parsed), hash, 'a verifier re-hashing the parsed line agrees');
   }
 });
+
+t.test('the native fast path and the general path agree on every shape', async (t) => {
+  // Sorted, plain trees take JSON.stringify; anything else takes the general path.
+  const expect = (v: unknown, want: string, what: string) => t.equal(canonicalJson(v), want, what);
+  expect({ a: { b: 1, c: [true, null, 's'] } }, '{"a":{"b":1,"c":[true,null,"s"]}}', 'sorted plain tree');
+  expect({ c: 1, a: { z: 1, b: 2 } }, '{"a":{"b":2,"z":1},"c":1}', 'unsorted at two levels');
+  expect({ 10: 'x', 9: 'y', a: 1 }, '{"10":"x","9":"y","a":1}', 'integer-like keys sort as strings');
+  expect({ a: 1, b: undefined }, '{"a":1}', 'undefined member dropped');
+  expect({ a: Number.NaN }, '{"a":null}', 'non-finite numbers as JSON has them');
+  const withProto = Object.create({ inherited: 1 }) as Record<string, unknown>;
+  withProto.own = 2;
+  expect(withProto, '{"own":2}', 'only own keys');
+  expect({ B: 1, a: 2, É: 3 }, '{"B":1,"a":2,"É":3}', 'code-unit order, not locale order');
+});
