@@ -153,7 +153,7 @@ export const policySchema = z.strictObject({
 
 /**
  * The admin operations quorum can hold: the names hyok.admin.v1 RPCs are audited and
- * held under (src/server/quorum-gate.ts QUORUM_OPERATIONS; a test keeps the two equal).
+ * held under (src/server/quorum-gate.ts re-exports this list as QUORUM_OPERATIONS).
  * Kept here so the config layer does not import the server.
  */
 export const QUORUM_OPERATION_NAMES = [

@@ -13,29 +13,17 @@
 // so one approval runs one call. While it is still 'pending' the same id is returned
 // again; any other citation is held under a new id.
 import { createHash } from 'node:crypto';
+import { QUORUM_OPERATION_NAMES } from '../config/index.js';
 import { HyokError } from '../errors.js';
 import type { MetadataStore, PendingRequestRecord } from '../store/types.js';
 
-/** The admin operations that can be held for approval. */
-export const QUORUM_OPERATIONS = [
-  'CreateKey',
-  'DeleteKey',
-  'PurgeKey',
-  'RecoverKey',
-  'BackupKey',
-  'RestoreKey',
-  'ImportKey',
-  'AdoptKey',
-  'RotateKey',
-  'SetPolicy',
-  /** SetKeyState disabling a purge-protected key (or one of its versions). */
-  'DisableProtectedKey',
-  /** Only when it would turn protection on (an already protected key is not held). */
-  'EnablePurgeProtection',
-  /** Only when it would create a domain (an already bound store is not held). */
-  'InitSecurityDomain',
-  'JoinSecurityDomain',
-] as const;
+/**
+ * The admin operations that can be held for approval. One list, owned by the config
+ * schema (which validates `quorum.operations` against it): DisableProtectedKey is
+ * SetKeyState disabling a purge-protected key or version; EnablePurgeProtection and
+ * InitSecurityDomain are held only when they would change something.
+ */
+export const QUORUM_OPERATIONS = QUORUM_OPERATION_NAMES;
 export type QuorumOperation = (typeof QUORUM_OPERATIONS)[number];
 
 export function isQuorumOperation(v: unknown): v is QuorumOperation {
