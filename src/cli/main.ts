@@ -4,6 +4,18 @@ import { Command } from 'commander';
 import { registerClientCommands } from './client/index.js';
 import { registerServeCommand } from './serve.js';
 
+// grpc-js passes the endpoint's host to TLS as the server name even when it is an IP
+// address (127.0.0.1 in the quick start), and Node then warns on every connection
+// (DEP0123). The certificate is still checked against the IP SAN; only that one notice
+// is dropped, every other warning still prints.
+const emitWarning = process.emitWarning.bind(process);
+process.emitWarning = ((warning: string | Error, ...rest: unknown[]) => {
+  const code =
+    typeof rest[0] === 'object' && rest[0] !== null ? (rest[0] as { code?: string }).code : rest[1];
+  if (code === 'DEP0123') return;
+  (emitWarning as (...a: unknown[]) => void)(warning, ...rest);
+}) as typeof process.emitWarning;
+
 const program = new Command('hyokd')
   .description('HSM bridge daemon: wrap/unwrap DEKs with keys that never leave your HSM')
   .showHelpAfterError();
