@@ -57,10 +57,10 @@ export function daemonEnv(home: string): NodeJS.ProcessEnv {
  * them) and re-raises them, so a daemon that hits a file-size limit would die where a
  * production daemon gets EFBIG. `env -u NODE_OPTIONS` execs node in the same process.
  */
-function spawnNode(home: string, args: string[]): ChildProcess {
+function spawnNode(home: string, args: string[], extraEnv: NodeJS.ProcessEnv = {}): ChildProcess {
   return spawn('env', ['-u', 'NODE_OPTIONS', process.execPath, ...args], {
     cwd: home,
-    env: daemonEnv(home),
+    env: { ...daemonEnv(home), ...extraEnv },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
 }
@@ -77,9 +77,16 @@ export interface DaemonProcess {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Starts `hyokd serve` on `<home>/var` and resolves once the banner is complete. */
-export async function startDaemonProcess(home: string, timeoutMs = 60_000): Promise<DaemonProcess> {
-  const child = spawnNode(home, [...hyokdEntry(), 'serve']);
+/**
+ * Starts `hyokd serve` on `<home>/var` and resolves once the banner is complete.
+ * `env`: extra HYOKD_* overrides (e.g. HYOKD_AUDIT_DIR).
+ */
+export async function startDaemonProcess(
+  home: string,
+  opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {},
+): Promise<DaemonProcess> {
+  const timeoutMs = opts.timeoutMs ?? 60_000;
+  const child = spawnNode(home, [...hyokdEntry(), 'serve'], opts.env);
   let out = '';
   let err = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
