@@ -210,6 +210,10 @@ t.test('SIGKILL under load loses no acknowledged record and the chain survives',
   t.equal(after.length, 1, 'the call after the restart is recorded');
   t.ok(after[0] && after[0].seq > s2.seq, 'after the start marker');
   t.equal(byId.get('crash-setup')?.length, 1, 'the setup call is recorded');
+  // Calls in flight at the kill may or may not have been recorded (durable, but the
+  // answer never left); either is correct, so this is only reported.
+  const inflightRecorded = failedAfterKill.filter((id) => byId.has(id)).length;
+  t.comment(`${inflightRecorded} of ${failedAfterKill.length} calls in flight at the kill were recorded`);
 
   // --- and the operator's tool agrees -------------------------------------------------
   const cli = await runCli(home, ['audit', 'verify', auditDir]);
