@@ -167,27 +167,32 @@ export function sanitizeValue(v: unknown, depth = 0): AuditValue | undefined {
   if (isBinary(obj)) return BINARY;
   if (depth >= LIMITS.maxDepth) return '[too deep]';
   if (obj instanceof Date) return Number.isNaN(obj.getTime()) ? null : obj.toISOString();
+  // Index loops over Object.keys, not entries().slice(): this runs for every audit record
+  // on the data plane, and the pair arrays were pure garbage.
   if (Array.isArray(obj)) {
     const out: AuditValue[] = [];
-    for (const item of obj.slice(0, LIMITS.maxEntries)) {
-      const s = sanitizeValue(item, depth + 1);
+    const n = Math.min(obj.length, LIMITS.maxEntries);
+    for (let i = 0; i < n; i++) {
+      const s = sanitizeValue(obj[i], depth + 1);
       out.push(s === undefined ? null : s);
     }
     if (obj.length > LIMITS.maxEntries) out.push(`…(+${obj.length - LIMITS.maxEntries})`);
     return out;
   }
   const out: { [k: string]: AuditValue } = {};
-  const entries = Object.entries(obj);
-  for (const [rawKey, val] of entries.slice(0, LIMITS.maxEntries)) {
+  const keys = Object.keys(obj);
+  const n = Math.min(keys.length, LIMITS.maxEntries);
+  for (let i = 0; i < n; i++) {
+    const rawKey = keys[i]!;
     const key = capString(rawKey, LIMITS.maxKey);
     if (SECRET_NAME.test(rawKey)) {
       out[key] = REDACTED;
       continue;
     }
-    const s = sanitizeValue(val, depth + 1);
+    const s = sanitizeValue((obj as Record<string, unknown>)[rawKey], depth + 1);
     if (s !== undefined) out[key] = s;
   }
-  if (entries.length > LIMITS.maxEntries) out['…'] = `+${entries.length - LIMITS.maxEntries} fields`;
+  if (keys.length > LIMITS.maxEntries) out['…'] = `+${keys.length - LIMITS.maxEntries} fields`;
   return out;
 }
 
