@@ -20,6 +20,8 @@ export interface AuditFs {
   close(fd: number): Promise<void>;
   /** Flush a directory entry (a new file) to disk. */
   fsyncDir(path: string): Promise<void>;
+  /** Remove a file (only ever an empty file the writer itself just created). */
+  unlink?(path: string): Promise<void>;
 }
 
 const pOpen = promisify(fs.open);
@@ -55,6 +57,7 @@ export const nodeAuditFs: AuditFs = {
   read: (fd, buf, position) => pRead(fd, buf, position),
   fsync: (fd) => pFsync(fd),
   close: (fd) => pClose(fd),
+  unlink: (path) => fs.promises.unlink(path),
   async fsyncDir(path) {
     const fd = await pOpen(path, 'r');
     try {

@@ -591,7 +591,18 @@ export class AuditWriter extends EventEmitter {
       });
     } catch (err) {
       // A file this batch created is abandoned too; close it once the work has settled.
-      void this.#inflight.then(() => (opened !== null ? this.#fs.close(opened) : undefined)).catch(noop);
+      // If nothing reached it, remove it: an outage is retried every probe interval, and
+      // each attempt would otherwise leave one empty file (a day of full disk, ~86k
+      // inodes). A file holding any bytes stays, as evidence the resume marker declares.
+      const created = createdName;
+      void this.#inflight
+        .then(async () => {
+          if (opened !== null) await this.#fs.close(opened);
+          if (created === null || !this.#fs.unlink) return;
+          const path = join(this.#dir, created);
+          if ((await this.#fs.stat(path)).size === 0) await this.#fs.unlink(path);
+        })
+        .catch(noop);
       this.#fail(err, records.filter((r) => CALLER_TYPES.has(r.type)).length);
       throw auditUnavailable(errorKind(err), `audit write failed (${errorKind(err)})`);
     }

@@ -279,3 +279,26 @@ t.test('a hung open of a new file that completes late does not leak into the wri
   t.ok(report.ok, JSON.stringify(report.firstError));
   t.ok(recs.some((r) => r.requestId === 'req-3'));
 });
+
+t.test('retries during an outage leave no empty files behind', async (t) => {
+  const dir = tempDir(t);
+  const fs = new FaultyFs();
+  const w = await openWriter(dir, { fs });
+  await w.append(request(1));
+  const before = auditFiles(dir);
+  fs.writeError = 'ENOSPC';
+  await t.rejects(w.append(request(2)), { code: 'AUDIT_UNAVAILABLE' });
+  // probeIntervalMs is 20 ms in the fixtures: let a dozen recovery attempts fail.
+  await new Promise((r) => setTimeout(r, 300));
+  t.ok(w.stats().failures >= 1);
+  fs.writeError = null;
+  await waitHealthy(w);
+  await w.append(request(3));
+  await w.close();
+  // Each failed attempt's clean-up runs once its I/O has settled: give the last one a moment.
+  const empty = () => auditFiles(dir).filter((f) => readFileSync(join(dir, f)).length === 0);
+  for (let i = 0; i < 50 && empty().length > 0; i++) await new Promise((r) => setTimeout(r, 20));
+  t.same(empty(), [], 'no empty file per failed attempt');
+  t.equal(auditFiles(dir).length, before.length + 1, 'one new file: the one the resume marker opened');
+  t.ok((await verifyAuditDir(dir)).ok);
+});

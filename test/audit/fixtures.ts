@@ -115,6 +115,7 @@ export class FaultyFs implements AuditFs {
   read = nodeAuditFs.read;
   close = nodeAuditFs.close;
   fsyncDir = nodeAuditFs.fsyncDir;
+  unlink = nodeAuditFs.unlink;
 
   async write(fd: number, buf: Buffer, offset: number, length: number): Promise<number> {
     if (this.writeError) throw Object.assign(new Error('injected'), { code: this.writeError });
