@@ -185,6 +185,25 @@ const char* KeyTypeName(CK_KEY_TYPE k) {
   }
 }
 
+CK_MECHANISM_TYPE ParseWrapMechanism(Napi::Env env, Napi::Object o, bool unwrap) {
+  static const struct {
+    const char* name;
+    CK_MECHANISM_TYPE type;
+    bool unwrap_only;
+  } kMechs[] = {{"AES_KEY_WRAP", CKM_AES_KEY_WRAP, false},
+                {"AES_KEY_WRAP_PAD", CKM_AES_KEY_WRAP_PAD, false},
+                {"RSA_PKCS_OAEP", CKM_RSA_PKCS_OAEP, false},
+                {"RSA_AES_KEY_WRAP", CKM_RSA_AES_KEY_WRAP, true}};
+  std::string m = GetString(env, o, "mechanism", 32);
+  std::string names;
+  for (const auto& k : kMechs) {
+    if (k.unwrap_only && !unwrap) continue;
+    if (m == k.name) return k.type;
+    names += names.empty() ? k.name : std::string(", ") + k.name;
+  }
+  ThrowType(env, "mechanism must be one of " + names);
+}
+
 }  // namespace
 
 const char* MechanismName(CK_MECHANISM_TYPE t) {
@@ -260,35 +279,13 @@ void ParseOp(Napi::Env env, Napi::Value v, Op* op) {
     GetSecretBytes(env, o, "data", &op->data);
   } else if (kind == "wrapKey") {
     op->kind = OpKind::kWrapKey;
-    std::string m = GetString(env, o, "mechanism", 32);
-    if (m == "AES_KEY_WRAP") {
-      op->mechanism = CKM_AES_KEY_WRAP;
-    } else if (m == "AES_KEY_WRAP_PAD") {
-      op->mechanism = CKM_AES_KEY_WRAP_PAD;
-    } else if (m == "RSA_PKCS_OAEP") {
-      op->mechanism = CKM_RSA_PKCS_OAEP;
-    } else {
-      ThrowType(env, "mechanism must be AES_KEY_WRAP, AES_KEY_WRAP_PAD or RSA_PKCS_OAEP");
-    }
+    op->mechanism = ParseWrapMechanism(env, o, false);
     op->hash = ParseHash(env, o);
     ParseKeyRef(env, o.Get("wrappingKey"), "wrappingKey", &op->key);
     ParseKeyRef(env, o.Get("key"), "key", &op->key2);
   } else if (kind == "unwrapKey") {
     op->kind = OpKind::kUnwrapKey;
-    std::string m = GetString(env, o, "mechanism", 32);
-    if (m == "AES_KEY_WRAP") {
-      op->mechanism = CKM_AES_KEY_WRAP;
-    } else if (m == "AES_KEY_WRAP_PAD") {
-      op->mechanism = CKM_AES_KEY_WRAP_PAD;
-    } else if (m == "RSA_PKCS_OAEP") {
-      op->mechanism = CKM_RSA_PKCS_OAEP;
-    } else if (m == "RSA_AES_KEY_WRAP") {
-      op->mechanism = CKM_RSA_AES_KEY_WRAP;
-    } else {
-      ThrowType(
-          env,
-          "mechanism must be AES_KEY_WRAP, AES_KEY_WRAP_PAD, RSA_PKCS_OAEP or RSA_AES_KEY_WRAP");
-    }
+    op->mechanism = ParseWrapMechanism(env, o, true);
     op->hash = ParseHash(env, o);
     op->aes_key_bits = static_cast<CK_ULONG>(GetNumber(env, o, "aesKeyBits", 128, 256, 256, false));
     ParseKeyRef(env, o.Get("unwrappingKey"), "unwrappingKey", &op->key);

@@ -1,7 +1,7 @@
 // hyok.v1.Hyok: the data-plane RPCs, each built from the pipeline steps.
 import type { ServerDuplexStream, UntypedServiceImplementation } from '@grpc/grpc-js';
 import { HyokError, OK_ITEM_STATUS, toHyokError, toItemStatus, type ItemStatus } from '../errors.js';
-import type { Op } from '../hsm/types.js';
+import type { ItemResult, Op } from '../hsm/types.js';
 import type { KeyView, UsableVersion } from '../keys/types.js';
 import type { Decision } from '../policy/index.js';
 import {
@@ -22,7 +22,6 @@ import {
   type UnwrapInput,
   type UnwrapResponseMessage,
   type WrapInput,
-  type WrapPlan,
   type WrapResponseMessage,
 } from './dek-ops.js';
 import {
@@ -228,20 +227,71 @@ export function createHyokService(
     'decrypt',
   );
 
+  /**
+   * The shape both batch RPCs share: plan every item (validation, policy, key) with a
+   * status per failure, run the planned ops as ONE HSM batch, then build each item's
+   * result; every item gets its own audit entry.
+   */
+  async function runBatch<I, P extends { op: Op }, R>(
+    ctx: CallContext,
+    items: I[],
+    plan: (item: I, a: AuditItem, i: number) => Promise<P>,
+    finish: (p: P, r: ItemResult | undefined) => R,
+    opHint: string,
+  ): Promise<{ status: ItemStatus; result: R | null }[]> {
+    ctx.items = items.length;
+    const audit: AuditItem[] = items.map((_, i) => ({ code: '', details: { item: i } }));
+    ctx.auditItems = audit;
+    const out: { status: ItemStatus; result: R | null }[] = items.map(() => ({
+      status: OK_ITEM_STATUS,
+      result: null,
+    }));
+    const fail = (i: number, e: unknown, hint?: string): void => {
+      const h = toHyokError(e, hint);
+      out[i]!.status = toItemStatus(h);
+      audit[i]!.code = h.code;
+    };
+    const plans: (P | null)[] = await Promise.all(
+      items.map(async (item, i) => {
+        try {
+          return await plan(item, audit[i]!, i);
+        } catch (e) {
+          fail(i, e);
+          return null;
+        }
+      }),
+    );
+    const idx: number[] = [];
+    const ops: Op[] = [];
+    plans.forEach((p, i) => {
+      if (p) {
+        idx.push(i);
+        ops.push(p.op);
+      }
+    });
+    const results = await hsmBatch(deps, ctx, ops);
+    idx.forEach((i, j) => {
+      try {
+        out[i]!.result = finish(plans[i]!, results[j]);
+        audit[i]!.code = 'OK';
+      } catch (e) {
+        fail(i, e, opHint);
+      }
+    });
+    return out;
+  }
+
   const BatchWrap = unaryCall(
     deps,
     spec('BatchWrap'),
     async (ctx, req: BatchWrapRequest) => {
       const items = checkBatchSize(req.items, deps) as WrapInput[];
-      ctx.items = items.length;
       const res = new BatchResolver(deps, ctx);
-      const audit: AuditItem[] = items.map((_, i) => ({ code: '', details: { item: i } }));
-      ctx.auditItems = audit;
-      const statuses: ItemStatus[] = new Array<ItemStatus>(items.length);
-      const plans: (WrapPlan | null)[] = await Promise.all(
-        items.map(async (item, i) => {
-          const a = audit[i]!;
-          try {
+      try {
+        const results = await runBatch(
+          ctx,
+          items,
+          async (item, a) => {
             const p = prepareWrap(item ?? {}, deps.limits);
             a.key = { name: p.keyName };
             const d = res.decision('wrapKey', p.keyName);
@@ -250,40 +300,14 @@ export function createHyokService(
             const key = await res.forWrap(p.keyName);
             a.key = { name: p.keyName, version: key.version };
             return wrapOp(p.dek, p.aad, key);
-          } catch (e) {
-            const h = toHyokError(e);
-            statuses[i] = toItemStatus(h);
-            a.code = h.code;
-            return null;
-          }
-        }),
-      );
-      const idx: number[] = [];
-      const ops: Op[] = [];
-      plans.forEach((p, i) => {
-        if (p) {
-          idx.push(i);
-          ops.push(p.op);
-        }
-      });
-      const results = await hsmBatch(deps, ctx, ops);
-      const out: { status: ItemStatus; result: WrapResponseMessage | null }[] = items.map((_, i) => ({
-        status: statuses[i] ?? OK_ITEM_STATUS,
-        result: null,
-      }));
-      idx.forEach((i, j) => {
-        const a = audit[i]!;
-        try {
-          out[i]!.result = wrapResponse(plans[i]!, itemValue(results[j]));
-          a.code = 'OK';
-        } catch (e) {
-          const h = toHyokError(e, 'encrypt');
-          out[i]!.status = toItemStatus(h);
-          a.code = h.code;
-        }
-      });
-      for (const item of items) item?.plaintextDek?.fill(0);
-      return { results: out };
+          },
+          (plan, r) => wrapResponse(plan, itemValue(r)),
+          'encrypt',
+        );
+        return { results };
+      } finally {
+        for (const item of items) item?.plaintextDek?.fill(0);
+      }
     },
     'encrypt',
   );
@@ -293,57 +317,24 @@ export function createHyokService(
     spec('BatchUnwrap'),
     async (ctx, req: BatchUnwrapRequest) => {
       const items = checkBatchSize(req.items, deps) as UnwrapInput[];
-      ctx.items = items.length;
       const res = new BatchResolver(deps, ctx);
-      const audit: AuditItem[] = items.map((_, i) => ({ code: '', details: { item: i } }));
-      ctx.auditItems = audit;
-      const statuses: ItemStatus[] = new Array<ItemStatus>(items.length);
-      const prepared: ({ p: PreparedUnwrap; op: Op } | null)[] = await Promise.all(
-        items.map(async (item, i) => {
-          const a = audit[i]!;
-          try {
-            const p = prepareUnwrap(item ?? {}, deps.limits);
-            a.key = { name: p.env.keyName, version: p.env.keyVersion };
-            a.details = { item: i, envelope: p.digest };
-            const d = res.decision('unwrapKey', p.env.keyName);
-            a.decision = { allowed: d.allowed, rule: d.rule };
-            if (!d.allowed) throw denied(d);
-            const key = await res.forUnwrap(p.env.keyName, p.env.keyVersion);
-            return { p, op: unwrapOp(p, key) };
-          } catch (e) {
-            const h = toHyokError(e);
-            statuses[i] = toItemStatus(h);
-            a.code = h.code;
-            return null;
-          }
-        }),
+      const results = await runBatch(
+        ctx,
+        items,
+        async (item, a, i) => {
+          const p = prepareUnwrap(item ?? {}, deps.limits);
+          a.key = { name: p.env.keyName, version: p.env.keyVersion };
+          a.details = { item: i, envelope: p.digest };
+          const d = res.decision('unwrapKey', p.env.keyName);
+          a.decision = { allowed: d.allowed, rule: d.rule };
+          if (!d.allowed) throw denied(d);
+          const key = await res.forUnwrap(p.env.keyName, p.env.keyVersion);
+          return { p, op: unwrapOp(p, key) };
+        },
+        (x, r) => unwrapResponse(x.p, itemValue<{ plaintext: Buffer }>(r).plaintext),
+        'decrypt',
       );
-      const idx: number[] = [];
-      const ops: Op[] = [];
-      prepared.forEach((x, i) => {
-        if (x) {
-          idx.push(i);
-          ops.push(x.op);
-        }
-      });
-      const results = await hsmBatch(deps, ctx, ops);
-      const out: { status: ItemStatus; result: UnwrapResponseMessage | null }[] = items.map((_, i) => ({
-        status: statuses[i] ?? OK_ITEM_STATUS,
-        result: null,
-      }));
-      idx.forEach((i, j) => {
-        const a = audit[i]!;
-        try {
-          const v = itemValue<{ plaintext: Buffer }>(results[j]);
-          out[i]!.result = unwrapResponse(prepared[i]!.p, v.plaintext);
-          a.code = 'OK';
-        } catch (e) {
-          const h = toHyokError(e, 'decrypt');
-          out[i]!.status = toItemStatus(h);
-          a.code = h.code;
-        }
-      });
-      return { results: out };
+      return { results };
     },
     'decrypt',
   );
