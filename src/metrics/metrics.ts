@@ -191,18 +191,24 @@ export class Metrics implements CallObserver {
     });
 
     // ---- HSM (read from HsmBackend.counters() at scrape time) --------------------------
-    const hsmCounter = (name: string, help: string, pick: (c: HsmCounters) => number): void => {
-      new Counter({
-        name,
-        help,
-        registers,
-        collect() {
-          const c = hsm();
-          this.reset();
-          if (c) this.inc(nonNegative(pick(c)));
-        },
-      });
-    };
+    // A cumulative total read from a source at scrape time: reset, then set to the total,
+    // so a source that restarts from zero shows as an ordinary counter reset.
+    const sourceCounter =
+      <S>(source: () => S | undefined) =>
+      (name: string, help: string, pick: (s: S) => number | undefined): void => {
+        new Counter({
+          name,
+          help,
+          registers,
+          collect() {
+            const s = source();
+            this.reset();
+            const v = s ? pick(s) : undefined;
+            if (v !== undefined) this.inc(nonNegative(v));
+          },
+        });
+      };
+    const hsmCounter = sourceCounter(hsm);
     // state: the three HsmState values, one series each (1 for the current one). All 0
     // when no backend is wired, so "ready != 1" alerts also fire before start-up.
     new Gauge({
@@ -327,23 +333,7 @@ export class Metrics implements CallObserver {
         if (a) this.set(nonNegative(a.pending));
       },
     });
-    const auditCounter = (
-      name: string,
-      help: string,
-      pick: (a: AuditStatsLike) => number | undefined,
-    ): void => {
-      new Counter({
-        name,
-        help,
-        registers,
-        collect() {
-          const a = audit();
-          this.reset();
-          const v = a ? pick(a) : undefined;
-          if (v !== undefined) this.inc(nonNegative(v));
-        },
-      });
-    };
+    const auditCounter = sourceCounter(audit);
     auditCounter(
       'hyokd_audit_records_total',
       'Audit records made durable (markers included).',
