@@ -164,50 +164,30 @@ export function registerBatchCommands(program: Command, io: CliIo): void {
       }
       return { keyName, plaintextDek, aad: itemAad(value, where) };
     });
-    const conn = await openConnection(o, io, 'data');
-    let failed = 0;
     try {
-      for (let start = 0; start < items.length; start += size) {
-        const chunk = items.slice(start, start + size);
-        const res = await callUnary<{
-          results: {
-            status: ItemStatus | null;
-            result: { envelope: Buffer; keyName: string; keyVersion: number } | null;
-          }[];
-        }>(conn.client, 'BatchWrap', { ...conn.base, items: chunk }, { timeoutMs: conn.timeoutMs });
-        for (const it of chunk) it.plaintextDek.fill(0);
-        if (res.results.length !== chunk.length) {
-          throw new Error(`the server returned ${res.results.length} results for ${chunk.length} items`);
-        }
-        res.results.forEach((r, i) => {
-          const index = start + i;
-          if (r.status && r.status.code !== 0) {
-            failed++;
-            printItem(
-              io,
-              o.json,
-              failureJson(index, r.status),
-              `${index} FAILED ${r.status.reason || grpcStatus[r.status.code]}: ${r.status.message}`,
-            );
-          } else if (r.result) {
-            const envelopeBase64 = r.result.envelope.toString('base64');
-            printItem(
-              io,
-              o.json,
-              { index, ok: true, keyName: r.result.keyName, keyVersion: r.result.keyVersion, envelopeBase64 },
-              `${index} ok ${r.result.keyName}@${r.result.keyVersion} ${envelopeBase64}`,
-            );
-          } else {
-            failed++;
-            printItem(io, o.json, failureJson(index, NO_RESULT), `${index} FAILED ${NO_RESULT.message}`);
-          }
-        });
-      }
+      const failed = await sendInBatches<(typeof items)[number], WrapResult>(
+        o,
+        io,
+        'BatchWrap',
+        items,
+        size,
+        (index, r) => {
+          const envelopeBase64 = r.envelope.toString('base64');
+          printItem(
+            io,
+            o.json,
+            { index, ok: true, keyName: r.keyName, keyVersion: r.keyVersion, envelopeBase64 },
+            `${index} ok ${r.keyName}@${r.keyVersion} ${envelopeBase64}`,
+          );
+        },
+        (chunk) => {
+          for (const it of chunk) it.plaintextDek.fill(0);
+        },
+      );
+      return failed > 0 ? EXIT_FAILED : undefined;
     } finally {
       for (const it of items) it.plaintextDek.fill(0);
-      conn.close();
     }
-    return failed > 0 ? EXIT_FAILED : undefined;
   });
 
   const bu = subcommand(program, 'batch-unwrap', io).description(
@@ -228,48 +208,91 @@ export function registerBatchCommands(program: Command, io: CliIo): void {
       });
       return { envelope, aad: itemAad(value, where), rewrap: null };
     });
-    const conn = await openConnection(o, io, 'data');
-    let failed = 0;
-    try {
-      for (let start = 0; start < items.length; start += size) {
-        const chunk = items.slice(start, start + size);
-        const res = await callUnary<{
-          results: {
-            status: ItemStatus | null;
-            result: { plaintextDek: Buffer; keyName: string; keyVersion: number } | null;
-          }[];
-        }>(conn.client, 'BatchUnwrap', { ...conn.base, items: chunk }, { timeoutMs: conn.timeoutMs });
-        if (res.results.length !== chunk.length) {
-          throw new Error(`the server returned ${res.results.length} results for ${chunk.length} items`);
-        }
-        res.results.forEach((r, i) => {
-          const index = start + i;
-          if (r.status && r.status.code !== 0) {
-            failed++;
-            printItem(
-              io,
-              o.json,
-              failureJson(index, r.status),
-              `${index} FAILED ${r.status.reason || grpcStatus[r.status.code]}: ${r.status.message}`,
-            );
-          } else if (r.result) {
-            const dekBase64 = r.result.plaintextDek.toString('base64');
-            r.result.plaintextDek.fill(0);
-            printItem(
-              io,
-              o.json,
-              { index, ok: true, keyName: r.result.keyName, keyVersion: r.result.keyVersion, dekBase64 },
-              `${index} ok ${r.result.keyName}@${r.result.keyVersion} ${dekBase64}`,
-            );
-          } else {
-            failed++;
-            printItem(io, o.json, failureJson(index, NO_RESULT), `${index} FAILED ${NO_RESULT.message}`);
-          }
-        });
-      }
-    } finally {
-      conn.close();
-    }
+    const failed = await sendInBatches<(typeof items)[number], UnwrapResult>(
+      o,
+      io,
+      'BatchUnwrap',
+      items,
+      size,
+      (index, r) => {
+        const dekBase64 = r.plaintextDek.toString('base64');
+        r.plaintextDek.fill(0);
+        printItem(
+          io,
+          o.json,
+          { index, ok: true, keyName: r.keyName, keyVersion: r.keyVersion, dekBase64 },
+          `${index} ok ${r.keyName}@${r.keyVersion} ${dekBase64}`,
+        );
+      },
+    );
     return failed > 0 ? EXIT_FAILED : undefined;
   });
+}
+
+interface WrapResult {
+  envelope: Buffer;
+  keyName: string;
+  keyVersion: number;
+}
+interface UnwrapResult {
+  plaintextDek: Buffer;
+  keyName: string;
+  keyVersion: number;
+}
+
+/**
+ * Sends `items` in calls of `size`, prints one line per item (failures here, successes
+ * through `ok`) and returns how many items failed. `afterCall` runs once per call, e.g.
+ * to zero the DEKs that call carried.
+ */
+async function sendInBatches<I, R>(
+  o: BatchFlags,
+  io: CliIo,
+  method: 'BatchWrap' | 'BatchUnwrap',
+  items: I[],
+  size: number,
+  ok: (index: number, result: R) => void,
+  afterCall?: (chunk: I[]) => void,
+): Promise<number> {
+  const conn = await openConnection(o, io, 'data');
+  let failed = 0;
+  try {
+    for (let start = 0; start < items.length; start += size) {
+      const chunk = items.slice(start, start + size);
+      let res: { results: { status: ItemStatus | null; result: R | null }[] };
+      try {
+        res = await callUnary(
+          conn.client,
+          method,
+          { ...conn.base, items: chunk },
+          { timeoutMs: conn.timeoutMs },
+        );
+      } finally {
+        afterCall?.(chunk);
+      }
+      if (res.results.length !== chunk.length) {
+        throw new Error(`the server returned ${res.results.length} results for ${chunk.length} items`);
+      }
+      res.results.forEach((r, i) => {
+        const index = start + i;
+        if (r.status && r.status.code !== 0) {
+          failed++;
+          printItem(
+            io,
+            o.json,
+            failureJson(index, r.status),
+            `${index} FAILED ${r.status.reason || grpcStatus[r.status.code]}: ${r.status.message}`,
+          );
+        } else if (r.result) {
+          ok(index, r.result);
+        } else {
+          failed++;
+          printItem(io, o.json, failureJson(index, NO_RESULT), `${index} FAILED ${NO_RESULT.message}`);
+        }
+      });
+    }
+  } finally {
+    conn.close();
+  }
+  return failed;
 }
