@@ -23,7 +23,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NativeBackend } from '../src/hsm/native-backend.js';
 import { ensureSoftHsmToken, SOFTHSM_MODULE } from '../src/hsm/softhsm.js';
-import type { KeyRef, Op } from '../src/hsm/types.js';
+import type { KeyRef } from '../src/hsm/types.js';
 import { addonLoop } from './lib/addon-loop.js';
 import { buildCLoop } from './lib/c-build.js';
 import { runJsonChild } from './lib/child.js';
@@ -32,7 +32,7 @@ import { describeMachine, machineInfo } from './lib/machine.js';
 import { coresBusy, cpuMicrosPerOp, otherCores, type Measurement } from './lib/measurement.js';
 import { repoRoot } from './lib/paths.js';
 import { waitForQuiet } from './lib/procstat.js';
-import { randomPlain, writeSamples, type Sample } from './lib/samples.js';
+import { makeKekAndSamples, type Sample } from './lib/samples.js';
 import { best, median } from './lib/stats.js';
 import { timingFromEnv, type Timing } from './lib/timing.js';
 
@@ -91,22 +91,8 @@ async function provision(dir: string, timing: Timing): Promise<Bench & { library
     sessions: 1,
   });
   try {
-    await hsm.run({
-      op: 'generateKey',
-      keyBits: 256,
-      spec: { id: kek.id, label: 'bench-kek', token: true, usage: { encrypt: true, decrypt: true } },
-    });
-    const plain = randomPlain(SAMPLE_COUNT);
-    const enc = await hsm.batch(
-      plain.map((p): Op => ({ op: 'encrypt', key: kek, plaintext: Buffer.from(p.dek), aad: p.aad })),
-    );
-    const samples: Sample[] = enc.map((r, i) => {
-      if (!r.ok) throw r.error;
-      const v = r as unknown as { iv: Buffer; ciphertext: Buffer };
-      return { iv: v.iv, aad: plain[i].aad, ciphertext: v.ciphertext, plaintext: plain[i].dek };
-    });
     const samplesPath = join(dir, 'samples.bin');
-    writeSamples(samplesPath, samples);
+    const samples = await makeKekAndSamples(hsm, kek, SAMPLE_COUNT, samplesPath);
     const m = hsm.module;
     return {
       dir,

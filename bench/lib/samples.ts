@@ -4,6 +4,7 @@
 // layout): iv(12) aad(16) ciphertext+tag(48) plaintext(32).
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
+import type { HsmBackend, KeyRef, Op } from '../../src/hsm/types.js';
 
 export const IV_LEN = 12;
 export const AAD_LEN = 16;
@@ -22,6 +23,34 @@ export interface Sample {
 /** Random DEKs and AADs, ready to be encrypted. */
 export function randomPlain(n: number): Array<{ dek: Buffer; aad: Buffer }> {
   return Array.from({ length: n }, () => ({ dek: randomBytes(DEK_LEN), aad: randomBytes(AAD_LEN) }));
+}
+
+/**
+ * Generates the token AES-256 KEK `kek` on `hsm` and writes `n` samples encrypted under
+ * it to `path`; returns them for in-process checks.
+ */
+export async function makeKekAndSamples(
+  hsm: HsmBackend,
+  kek: KeyRef,
+  n: number,
+  path: string,
+): Promise<Sample[]> {
+  await hsm.run({
+    op: 'generateKey',
+    keyBits: 256,
+    spec: { id: kek.id, label: 'bench-kek', token: true, usage: { encrypt: true, decrypt: true } },
+  });
+  const plain = randomPlain(n);
+  const enc = await hsm.batch(
+    plain.map((p): Op => ({ op: 'encrypt', key: kek, plaintext: Buffer.from(p.dek), aad: p.aad })),
+  );
+  const samples: Sample[] = enc.map((r, i) => {
+    if (!r.ok) throw r.error;
+    const v = r as unknown as { iv: Buffer; ciphertext: Buffer };
+    return { iv: v.iv, aad: plain[i]!.aad, ciphertext: v.ciphertext, plaintext: plain[i]!.dek };
+  });
+  writeSamples(path, samples);
+  return samples;
 }
 
 export function writeSamples(path: string, samples: Sample[]): void {

@@ -8,11 +8,11 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { NativeBackend } from '../../src/hsm/native-backend.js';
 import { ensureSoftHsmToken, SOFTHSM_MODULE } from '../../src/hsm/softhsm.js';
-import type { KeyRef, Op } from '../../src/hsm/types.js';
+import type { KeyRef } from '../../src/hsm/types.js';
 import { buildCLoop } from '../lib/c-build.js';
 import { runJsonChild } from '../lib/child.js';
 import type { Measurement } from '../lib/measurement.js';
-import { randomPlain, writeSamples, type Sample } from '../lib/samples.js';
+import { makeKekAndSamples } from '../lib/samples.js';
 
 const TOKEN_LABEL = 'hyokd-bench-c';
 const SAMPLE_COUNT = 256;
@@ -34,21 +34,7 @@ export async function prepareCCeiling(dir: string): Promise<CCeiling> {
   });
   const samplesPath = join(dir, 'samples.bin');
   try {
-    await hsm.run({
-      op: 'generateKey',
-      keyBits: 256,
-      spec: { id: kek.id, label: 'bench-kek', token: true, usage: { encrypt: true, decrypt: true } },
-    });
-    const plain = randomPlain(SAMPLE_COUNT);
-    const enc = await hsm.batch(
-      plain.map((p): Op => ({ op: 'encrypt', key: kek, plaintext: Buffer.from(p.dek), aad: p.aad })),
-    );
-    const samples: Sample[] = enc.map((r, i) => {
-      if (!r.ok) throw r.error;
-      const v = r as unknown as { iv: Buffer; ciphertext: Buffer };
-      return { iv: v.iv, aad: plain[i].aad, ciphertext: v.ciphertext, plaintext: plain[i].dek };
-    });
-    writeSamples(samplesPath, samples);
+    await makeKekAndSamples(hsm, kek, SAMPLE_COUNT, samplesPath);
   } finally {
     await hsm.close();
   }
