@@ -69,6 +69,8 @@ t.test('20,000 mixed operations submitted concurrently all return correct result
   });
   const pending: Array<Promise<boolean>> = [];
   let submitted = 0;
+  let chained = 0; // encrypt-then-decrypt singles: two HSM operations each
+  const opsBefore = Object.values(hsm.counters().ops).reduce((a, b) => a + b, 0);
   // Half as single calls, half as batches of 50, of four kinds, all in flight at once.
   while (submitted < 20000) {
     const i = submitted;
@@ -82,6 +84,7 @@ t.test('20,000 mixed operations submitted concurrently all return correct result
             .then((r) => r.plaintext.equals(s.dek)),
         );
       } else if (kind === 1) {
+        chained++;
         pending.push(
           hsm
             .run({ op: 'encrypt', key: kek, plaintext: Buffer.from(s.dek), aad: s.aad })
@@ -127,8 +130,10 @@ t.test('20,000 mixed operations submitted concurrently all return correct result
   }
   const results = await Promise.all(pending);
   t.equal(results.filter((x) => !x).length, 0, 'every result correct');
-  t.ok(submitted >= 20000);
   const c = hsm.counters();
+  const opsDone = Object.values(c.ops).reduce((a, b) => a + b, 0) - opsBefore;
+  t.ok(submitted >= 20000, `${submitted} operations submitted`);
+  t.equal(opsDone, submitted + chained, 'the engine completed exactly the operations submitted');
   t.equal(c.queueDepth, 0);
   t.equal(c.sessionsBusy, 0);
 });
