@@ -112,3 +112,56 @@ export function recordHash(record: Record<string, unknown>): string {
 
 /** `prev` of the very first record of a chain. */
 export const GENESIS_PREV = '0'.repeat(64);
+
+/**
+ * A record body serialized ahead of its chain fields: the canonical members of `body`,
+ * split where the writer's own fields sort in. Every member sorts before `hash`
+ * (segment 0), between `hash` and `prev` (1), `prev` and `seq` (2), `seq` and `ts` (3),
+ * or after `ts` (4). The writer serializes a body once, when it is appended, and
+ * `chainLine` then only concatenates: no object is rebuilt or re-sorted per record.
+ */
+export type BodySegments = [string, string, string, string, string];
+
+const CHAIN_FIELDS: ReadonlySet<string> = new Set(['hash', 'prev', 'seq', 'ts']);
+
+/** Which segment a top-level member named `k` (not a chain field) belongs to. */
+export function segmentIndex(k: string): 0 | 1 | 2 | 3 | 4 {
+  return k < 'hash' ? 0 : k < 'prev' ? 1 : k < 'seq' ? 2 : k < 'ts' ? 3 : 4;
+}
+
+/** The segments of a body of JSON values; throws TypeError for a member named like a chain field. */
+export function bodySegments(body: Record<string, unknown>): BodySegments {
+  const seg: BodySegments = ['', '', '', '', ''];
+  for (const k of Object.keys(body).sort()) {
+    const v = body[k];
+    if (v === undefined) continue;
+    if (CHAIN_FIELDS.has(k)) throw new TypeError(`audit: "${k}" is the writer's field`);
+    const i = segmentIndex(k);
+    const m = JSON.stringify(k) + ':' + canonicalJson(v);
+    seg[i] = seg[i] === '' ? m : seg[i] + ',' + m;
+  }
+  return seg;
+}
+
+/**
+ * The hash and canonical line of the record `{ ...body, seq, ts, prev }`: the same bytes
+ * as `hashAndLine` of that object, from the body's segments. `ts` must be an ISO 8601
+ * string and `prev` a hex digest (neither needs JSON escaping).
+ */
+export function chainLine(
+  seg: BodySegments,
+  seq: number,
+  ts: string,
+  prev: string,
+): { hash: string; line: string } {
+  // The members after `hash`, in order: seg 1, prev, seg 2, seq, seg 3, ts, seg 4.
+  let post = (seg[1] === '' ? '"prev":"' : seg[1] + ',"prev":"') + prev + '"';
+  if (seg[2] !== '') post += ',' + seg[2];
+  post += ',"seq":' + seq;
+  if (seg[3] !== '') post += ',' + seg[3];
+  post += ',"ts":"' + ts + '"';
+  if (seg[4] !== '') post += ',' + seg[4];
+  const head = seg[0] === '' ? '{' : '{' + seg[0] + ',';
+  const hash = sha256Hex(head + post + '}');
+  return { hash, line: head + '"hash":"' + hash + '",' + post + '}' };
+}

@@ -7,6 +7,7 @@
 // Ciphertexts, when worth recording at all, go in as `digestForAudit(buf)`.
 
 import { createHash } from 'node:crypto';
+import { bodySegments, canonicalJson, type BodySegments } from './canonical.js';
 import { AuditCodes, AuditError } from './errors.js';
 
 export type AuditScalar = string | number | boolean | null;
@@ -211,4 +212,114 @@ export function sanitizeEvent(event: unknown): { type: string } & AuditFields {
   const body = sanitizeValue(event) as AuditFields;
   for (const k of RESERVED) delete body[k];
   return { ...body, type };
+}
+
+/**
+ * The record body of any caller event, serialized around the chain fields: what the
+ * writer queues. Same bytes as `bodySegments(sanitizeEvent(event))`; data-plane request
+ * events (the hot path, one per call) take a direct route that serializes the fields
+ * they are known to hold without building the sanitized copy first.
+ */
+export function eventSegments(event: unknown): BodySegments {
+  return requestSegments(event) ?? bodySegments(sanitizeEvent(event));
+}
+
+const REQUEST_FIELDS: ReadonlySet<string> = new Set([
+  'type',
+  'plane',
+  'identity',
+  'op',
+  'key',
+  'decision',
+  'result',
+  'latencyMs',
+  'peer',
+  'requestId',
+  'context',
+  'details',
+]);
+
+/** A plain object (not an array, not binary) whose own keys are exactly `keys`, in any order. */
+function hasExactly(v: unknown, ...keys: string[]): v is Record<string, unknown> {
+  if (v === null || typeof v !== 'object' || Array.isArray(v) || isBinary(v)) return false;
+  const own = Object.keys(v);
+  if (own.length !== keys.length) return false;
+  for (const k of keys) if (!Object.hasOwn(v, k)) return false;
+  return true;
+}
+
+/** The sanitized canonical JSON of a string. */
+function jsonString(s: string): string {
+  return JSON.stringify(capString(s, LIMITS.maxString));
+}
+
+/** A member of a request body as the sanitizer would leave it, canonical; null when it drops out. */
+function generic(v: unknown): string | null {
+  const s = sanitizeValue(v, 1);
+  return s === undefined ? null : canonicalJson(s);
+}
+
+function field(v: unknown, fast: (v: unknown) => string | null): string | null {
+  if (v === undefined) return null;
+  return fast(v) ?? generic(v);
+}
+
+const asString = (v: unknown): string | null => (typeof v === 'string' ? jsonString(v) : null);
+const asNumber = (v: unknown): string | null =>
+  typeof v === 'number' ? (Number.isFinite(v) ? JSON.stringify(v) : 'null') : null;
+const asIdentity = (v: unknown): string | null =>
+  v === null
+    ? 'null'
+    : hasExactly(v, 'fingerprint', 'san') && typeof v.fingerprint === 'string' && typeof v.san === 'string'
+      ? `{"fingerprint":${jsonString(v.fingerprint)},"san":${jsonString(v.san)}}`
+      : null;
+const asKey = (v: unknown): string | null => {
+  if (hasExactly(v, 'name', 'version')) {
+    const version = typeof v.version === 'string' ? jsonString(v.version) : asNumber(v.version);
+    return typeof v.name === 'string' && version !== null
+      ? `{"name":${jsonString(v.name)},"version":${version}}`
+      : null;
+  }
+  return hasExactly(v, 'name') && typeof v.name === 'string' ? `{"name":${jsonString(v.name)}}` : null;
+};
+const asDecision = (v: unknown): string | null =>
+  hasExactly(v, 'allowed', 'rule') && typeof v.allowed === 'boolean' && typeof v.rule === 'string'
+    ? `{"allowed":${v.allowed},"rule":${jsonString(v.rule)}}`
+    : null;
+const asResult = (v: unknown): string | null =>
+  hasExactly(v, 'code') && typeof v.code === 'string' ? `{"code":${jsonString(v.code)}}` : null;
+const none = (): null => null;
+
+/** Appends `"name":json` to a segment. */
+function add(seg: string, name: string, json: string | null): string {
+  if (json === null) return seg;
+  const m = `"${name}":${json}`;
+  return seg === '' ? m : seg + ',' + m;
+}
+
+/**
+ * The segments of a `request` event holding only RequestEvent's fields (null for
+ * anything else, which then takes the generic route). Each field of the shape the
+ * pipeline builds is serialized directly; a field of any other shape goes through the
+ * sanitizer on its own, so the result never differs from the generic route's.
+ */
+function requestSegments(ev: unknown): BodySegments | null {
+  if (ev === null || typeof ev !== 'object' || Array.isArray(ev)) return null;
+  const e = ev as Record<string, unknown>;
+  if (e.type !== 'request') return null;
+  for (const k of Object.keys(e)) if (!REQUEST_FIELDS.has(k)) return null;
+  // Canonical order: context, decision, details | identity, key, latencyMs, op, peer,
+  // plane | requestId, result | (seq, ts) | type.
+  let s0 = add('', 'context', field(e.context, none));
+  s0 = add(s0, 'decision', field(e.decision, asDecision));
+  s0 = add(s0, 'details', field(e.details, none));
+  let s1 = add('', 'identity', field(e.identity, asIdentity));
+  s1 = add(s1, 'key', field(e.key, asKey));
+  s1 = add(s1, 'latencyMs', field(e.latencyMs, asNumber));
+  s1 = add(s1, 'op', field(e.op, asString));
+  s1 = add(s1, 'peer', field(e.peer, asString));
+  s1 = add(s1, 'plane', field(e.plane, asString));
+  let s2 = add('', 'requestId', field(e.requestId, asString));
+  s2 = add(s2, 'result', field(e.result, asResult));
+  return [s0, s1, s2, '', '"type":"request"'];
 }

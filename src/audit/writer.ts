@@ -47,17 +47,15 @@ import { EventEmitter } from 'node:events';
 import { performance } from 'node:perf_hooks';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { canonicalJson, GENESIS_PREV, hashAndLine, recordHash } from './canonical.js';
+import { bodySegments, chainLine, GENESIS_PREV, type BodySegments } from './canonical.js';
 import { AuditCodes, AuditError, auditUnavailable, errorKind } from './errors.js';
 import { auditFileName, findDiskHead } from './files.js';
 import { nodeAuditFs, type AuditFs } from './audit-fs.js';
 import {
-  CALLER_TYPES,
-  sanitizeEvent,
+  eventSegments,
   sanitizeValue,
   type AuditEvent,
   type AuditFields,
-  type AuditRecord,
   type ChainPoint,
 } from './record.js';
 import { CHECKPOINT_ALG, checkpointDigest, type AuditSigner } from './signer.js';
@@ -127,12 +125,27 @@ export interface AuditStats {
 }
 
 interface Pending {
-  body: Record<string, unknown>;
+  seg: BodySegments;
   resolve: () => void;
   reject: (err: Error) => void;
 }
 
-type Entry = { body: Record<string, unknown> } | { checkpoint: AuditSigner; reason: string };
+/** A record to chain: a caller's body (already serialized), one of the writer's own, or a checkpoint. */
+type Entry =
+  | { seg: BodySegments; caller: true }
+  | { body: Record<string, unknown> }
+  | { checkpoint: AuditSigner; reason: string };
+
+/** A record serialized with its chain fields, ready to write. */
+interface BuiltRecord {
+  seq: number;
+  hash: string;
+  line: string;
+  /** Whether a caller appended it (counted as failed when its batch fails). */
+  caller: boolean;
+  /** The checkpoint's fields, for the operational log's anchor line. */
+  checkpoint?: { keyId: string; head: { seq: number; hash: string }; sig: string };
+}
 
 interface Head {
   seq: number;
@@ -321,14 +334,14 @@ export class AuditWriter extends EventEmitter {
         auditUnavailable(this.#stats.lastErrorKind ?? 'UNKNOWN', 'audit log unavailable'),
       );
     }
-    let body: Record<string, unknown>;
+    let seg: BodySegments;
     try {
-      body = sanitizeEvent(event);
+      seg = eventSegments(event);
     } catch (err) {
       return Promise.reject(err);
     }
     return new Promise<void>((resolve, reject) => {
-      this.#pending.push({ body, resolve, reject });
+      this.#pending.push({ seg, resolve, reject });
       this.#kick();
     });
   }
@@ -415,7 +428,7 @@ export class AuditWriter extends EventEmitter {
       const batch = this.#pending.splice(0, this.#o.groupCommitMaxRecords);
       if (batch.length === 0) return;
       try {
-        await this.#commit(batch.map((p) => ({ body: p.body })));
+        await this.#commit(batch.map((p) => ({ seg: p.seg, caller: true as const })));
         for (const p of batch) p.resolve();
       } catch (err) {
         this.#stats.rejected += batch.length;
@@ -475,23 +488,20 @@ export class AuditWriter extends EventEmitter {
     await this.#writeRecords(records);
   }
 
-  async #build(entries: Entry[], strictSign: boolean): Promise<AuditRecord[]> {
-    const out: AuditRecord[] = [];
+  async #build(entries: Entry[], strictSign: boolean): Promise<BuiltRecord[]> {
+    const out: BuiltRecord[] = [];
     let seq = this.#head ? this.#head.seq : -1;
     let prev = this.#head ? this.#head.hash : GENESIS_PREV;
+    const ts = this.#now().toISOString(); // one instant per batch: its records are written together
     for (const e of entries) {
-      let body: Record<string, unknown>;
+      let seg: BodySegments;
+      let checkpoint: BuiltRecord['checkpoint'];
       if ('checkpoint' in e) {
         if (seq < 0) continue; // nothing to cover yet
         try {
           const sig = await e.checkpoint.sign(checkpointDigest(e.checkpoint.keyId, seq, prev));
-          body = {
-            type: 'checkpoint',
-            keyId: e.checkpoint.keyId,
-            head: { seq, hash: prev },
-            reason: e.reason,
-            sig: sig.toString('base64'),
-          };
+          checkpoint = { keyId: e.checkpoint.keyId, head: { seq, hash: prev }, sig: sig.toString('base64') };
+          seg = bodySegments({ type: 'checkpoint', ...checkpoint, reason: e.reason });
         } catch (err) {
           this.#stats.checkpointFailures++;
           this.#log?.warn(
@@ -502,59 +512,45 @@ export class AuditWriter extends EventEmitter {
           continue;
         }
       } else {
-        body = e.body;
+        seg = 'seg' in e ? e.seg : bodySegments(e.body);
       }
-      const rec = { ...body, seq: seq + 1, ts: this.#now().toISOString(), prev } as AuditRecord;
-      const { hash, line } = hashAndLine(rec);
-      rec.hash = hash;
-      this.#lines.set(rec, { hash, line });
-      seq = rec.seq;
-      prev = rec.hash;
-      out.push(rec);
+      seq += 1;
+      const { hash, line } = chainLine(seg, seq, ts, prev);
+      prev = hash;
+      out.push({ seq, hash, line, caller: 'caller' in e, ...(checkpoint ? { checkpoint } : {}) });
     }
     return out;
   }
 
   /** Seal the current file with a `rotate` record and a checkpoint; the next write opens a new file. */
   async #rotate(): Promise<void> {
-    const nextSeq = this.#head!.seq + 2 + 1; // rotate, checkpoint, then the next record
-    const nextFile = auditFileName(nextSeq, this.#now());
-    const records = await this.#build(
+    // rotate, checkpoint, then the next record (which starts the next file)
+    let nextFile = auditFileName(this.#head!.seq + 3, this.#now());
+    let records = await this.#build(
       [{ body: { type: 'rotate', nextFile } }, { checkpoint: this.#signer, reason: 'rotate' }],
       false,
     );
     if (records.length === 1) {
       // The checkpoint could not be signed: the next record follows the rotate record.
-      records[0]!.nextFile = auditFileName(records[0]!.seq + 1, this.#now());
-      records[0]!.hash = recordHash(records[0]!);
+      nextFile = auditFileName(records[0]!.seq + 1, this.#now());
+      records = await this.#build([{ body: { type: 'rotate', nextFile } }], false);
     }
     await this.#writeRecords(records);
     const fd = this.#fd;
     this.#fd = null;
-    this.#nextFileName = records[0]!.nextFile as string;
+    this.#nextFileName = nextFile;
     this.#stats.rotations++;
     if (fd !== null) await this.#fs.close(fd).catch(noop);
   }
 
   #nextFileName: string | null = null;
-  /**
-   * The canonical line #build serialized with each record's hash, so #writeRecords does
-   * not serialize it again; emptied by every write. A Map, not a WeakMap: ephemerons
-   * made every scavenge of the in-flight records dearer.
-   */
-  readonly #lines = new Map<AuditRecord, { hash: string; line: string }>();
   /** True while the probe writes its resume marker: #commit may run though unhealthy. */
   #recovering = false;
 
-  async #writeRecords(records: AuditRecord[]): Promise<void> {
+  async #writeRecords(records: BuiltRecord[]): Promise<void> {
     if (records.length === 0) return;
     let text = '';
-    for (const r of records) {
-      // The line #build serialized along with the hash, unless the record changed since.
-      const c = this.#lines.get(r);
-      text += (c !== undefined && c.hash === r.hash ? c.line : canonicalJson(r)) + '\n';
-    }
-    this.#lines.clear();
+    for (const r of records) text += r.line + '\n';
     const buf = Buffer.from(text, 'utf8');
     const started = performance.now();
     // The timed work touches only locals: if it times out and finishes later, it must not
@@ -603,7 +599,7 @@ export class AuditWriter extends EventEmitter {
           if ((await this.#fs.stat(path)).size === 0) await this.#fs.unlink(path);
         })
         .catch(noop);
-      this.#fail(err, records.filter((r) => CALLER_TYPES.has(r.type)).length);
+      this.#fail(err, records.filter((r) => r.caller).length);
       throw auditUnavailable(errorKind(err), `audit write failed (${errorKind(err)})`);
     }
     if (createdName !== null) {
@@ -628,14 +624,14 @@ export class AuditWriter extends EventEmitter {
     s.maxWriteLatencyMs = Math.max(s.maxWriteLatencyMs, latency);
     s.totalWriteLatencyMs += latency;
     for (const r of records) {
-      if (r.type === 'checkpoint') {
+      if (r.checkpoint) {
         s.checkpoints++;
         this.#recordsSinceCheckpoint = 0;
         this.#checkpointDue = false;
         this.#lastCheckpointAt = this.#now().getTime();
         // The external anchor: head and signature go to the operational stream.
         this.#log?.info(
-          { audit: { checkpoint: { seq: r.seq, hash: r.hash, head: r.head, keyId: r.keyId, sig: r.sig } } },
+          { audit: { checkpoint: { seq: r.seq, hash: r.hash, ...r.checkpoint } } },
           'audit checkpoint',
         );
       } else {

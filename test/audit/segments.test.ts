@@ -1,0 +1,102 @@
+import t from 'tap';
+import { bodySegments, chainLine, hashAndLine, recordHash } from '../../src/audit/canonical.js';
+import { eventSegments, sanitizeEvent } from '../../src/audit/record.js';
+
+const base = {
+  type: 'request',
+  plane: 'data',
+  identity: { fingerprint: 'ab'.repeat(32), san: 'spiffe://example.org/svc' },
+  op: 'Unwrap',
+  key: { name: 'demo', version: 3 },
+  decision: { allowed: true, rule: 'binding:0' },
+  result: { code: 'OK' },
+  latencyMs: 1.25,
+  peer: 'ipv4:127.0.0.1:40000',
+  requestId: 'req-1',
+};
+
+class Ident {
+  constructor(
+    public fingerprint: string,
+    public san: string,
+  ) {}
+}
+
+/** Request events of the pipeline's shape and of every other shape a caller could cast in. */
+const variants: Array<[string, unknown]> = [
+  ['the pipeline shape', base],
+  [
+    'with context and details',
+    { ...base, context: { reason: 'r', b: 'x', a: 'y' }, details: { envelope: '0f' } },
+  ],
+  ['keys in another order', Object.fromEntries(Object.entries(base).reverse())],
+  ['identity null', { ...base, identity: null }],
+  ['identity with an extra field', { ...base, identity: { ...base.identity, extra: 1 } }],
+  ['identity as a class instance', { ...base, identity: new Ident('f', 's') }],
+  ['identity not strings', { ...base, identity: { fingerprint: 1, san: Buffer.from('x') } }],
+  ['key without version', { ...base, key: { name: 'demo' } }],
+  ['key with a string version', { ...base, key: { name: 'demo', version: 'primary' } }],
+  ['key version undefined', { ...base, key: { name: 'demo', version: undefined } }],
+  ['key version NaN', { ...base, key: { name: 'demo', version: Number.NaN } }],
+  ['key as an array', { ...base, key: ['demo', 1] }],
+  ['key undefined', { ...base, key: undefined }],
+  ['latency infinite', { ...base, latencyMs: Number.POSITIVE_INFINITY }],
+  ['latency a string', { ...base, latencyMs: '5' }],
+  ['latency -0', { ...base, latencyMs: -0 }],
+  ['long strings are capped', { ...base, requestId: 'x'.repeat(5000), peer: 'é'.repeat(2000) }],
+  ['strings needing escapes', { ...base, op: 'a"b\\c\n\u0001\u2028', requestId: '\ud800' }],
+  ['decision with an extra field', { ...base, decision: { ...base.decision, why: 'x' } }],
+  ['decision allowed not boolean', { ...base, decision: { allowed: 'yes', rule: 'r' } }],
+  ['result with details', { ...base, result: { code: 'X', more: [1, 2] } }],
+  ['result a Buffer', { ...base, result: Buffer.from('secret') }],
+  ['secret-named context fields', { ...base, context: { pin: '1234', userPassword: 'p', ok: 'v' } }],
+  ['binary details', { ...base, details: { blob: new Uint8Array(4), n: 1 } }],
+  ['deep details', { ...base, details: { a: { b: { c: { d: { e: { f: { g: 1 } } } } } } } }],
+  ['a function member', { ...base, details: () => 1 }],
+  ['a Date member', { ...base, details: { at: new Date(0) } }],
+  ['plane missing', { ...base, plane: undefined }],
+  ['an unknown top-level field', { ...base, extra: 'x' }],
+  ['a writer field', { ...base, seq: 99, hash: 'h' }],
+  ['a secret-named top-level field', { ...base, pin: '0000' }],
+  ['another caller type', { type: 'reload', what: 'policy', ok: true }],
+  ['a quorum event', { type: 'quorum', action: 'approved', quorumId: 'q', op: 'Purge' }],
+];
+
+t.test('request events take the direct route to the same bytes as sanitize + canonical JSON', async (t) => {
+  for (const [what, ev] of variants) {
+    t.same(eventSegments(ev), bodySegments(sanitizeEvent(ev)), what);
+  }
+});
+
+t.test('events that are not accepted fail the same way on both routes', async (t) => {
+  for (const ev of [null, 1, 'request', [], { type: 'start' }, { type: 'nope' }, Buffer.from('{}')]) {
+    t.throws(() => eventSegments(ev), { code: 'AUDIT_BAD_RECORD' }, JSON.stringify(ev));
+  }
+});
+
+t.test('chainLine gives the bytes and hash of the whole record', async (t) => {
+  const prev = 'c'.repeat(64);
+  const ts = '2026-11-25T12:00:00.000Z';
+  for (const [what, ev] of variants) {
+    const body = sanitizeEvent(ev);
+    const { hash, line } = chainLine(eventSegments(ev), 41, ts, prev);
+    const rec = { ...body, seq: 41, ts, prev };
+    t.same({ hash, line }, hashAndLine(rec), what);
+    t.equal(recordHash(JSON.parse(line) as Record<string, unknown>), hash, `${what}: a verifier agrees`);
+  }
+  // Bodies with members in every segment, and with none.
+  for (const body of [
+    { type: 'x' },
+    { a: 1, i: 2, q: 3, sf: 4, u: 5, type: 'all' },
+    { z: 1, type: 'late' },
+    { a: null, type: 'early' },
+  ]) {
+    const { hash, line } = chainLine(bodySegments(body), 0, ts, prev);
+    t.same({ hash, line }, hashAndLine({ ...body, seq: 0, ts, prev }), JSON.stringify(body));
+  }
+});
+
+t.test('bodySegments refuses the writer fields', async (t) => {
+  for (const k of ['hash', 'prev', 'seq', 'ts'])
+    t.throws(() => bodySegments({ type: 'x', [k]: 1 }), TypeError, k);
+});
