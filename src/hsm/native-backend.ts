@@ -36,6 +36,14 @@ export interface NativeBackendOptions {
   sessionObjectCopies?: boolean;
   /** Default deadline for an item to start, in milliseconds. */
   opTimeoutMs?: number;
+  /**
+   * Give each HsmError the stack of the synchronous call that submitted the op, by
+   * capturing a stack on every `run()`/`batch()` (a few microseconds each). Default:
+   * `NativeBackend.captureCallSites` (false). Without it an HsmError still names the
+   * async callers that await the op (V8's async stack traces), at no cost until an
+   * error is made.
+   */
+  captureCallSites?: boolean;
 }
 
 function toError(item: Record<string, unknown>, site: Error | undefined): HsmError {
@@ -51,32 +59,52 @@ function toError(item: Record<string, unknown>, site: Error | undefined): HsmErr
   return err;
 }
 
-function wholeBatchError(e: unknown, site: Error): unknown {
+function wholeBatchError(e: unknown, site: Error | undefined): unknown {
   if (e instanceof Error && typeof (e as { code?: unknown }).code === 'string' && 'rv' in e) {
     return toError(e as unknown as Record<string, unknown>, site);
   }
   return e;
 }
 
+type RawItem = Record<string, unknown> & { ok: boolean };
+
 interface PendingOp {
   op: Op;
   timeoutMs: number | undefined;
-  site: Error;
-  resolve: (r: ItemResult) => void;
+  resolve: (r: RawItem) => void;
   reject: (e: unknown) => void;
 }
 
+/** Raw items to ItemResults; failed items become HsmErrors (made here, on the caller's await chain). */
+function toResults(raw: RawItem[], site: Error | undefined): ItemResult[] {
+  const out = new Array<ItemResult>(raw.length);
+  for (let i = 0; i < raw.length; i++) {
+    const r = raw[i]!;
+    out[i] = r.ok ? (r as unknown as ItemResult) : { ok: false, error: toError(r, site) };
+  }
+  return out;
+}
+
 export class NativeBackend implements HsmBackend {
+  /**
+   * The default of `NativeBackendOptions.captureCallSites` for backends opened without
+   * it: set true in tests or when debugging to get the submitting call's stack in every
+   * HsmError. Off in production: the capture costs more JS-thread time than the submit.
+   */
+  static captureCallSites = false;
+
   readonly module: ModuleInfo;
   readonly token: TokenInfo;
   private readonly raw: RawHsm;
   private readonly opTimeoutMs: number | undefined;
+  private readonly captureOption: boolean | undefined;
   private caps: Promise<Capabilities> | undefined;
   private closed = false;
 
-  private constructor(raw: RawHsm, opTimeoutMs: number | undefined) {
+  private constructor(raw: RawHsm, opTimeoutMs: number | undefined, captureCallSites: boolean | undefined) {
     this.raw = raw;
     this.opTimeoutMs = opTimeoutMs;
+    this.captureOption = captureCallSites;
     const info = raw.info();
     this.module = info.module as unknown as ModuleInfo;
     this.token = info.token as unknown as TokenInfo;
@@ -94,7 +122,7 @@ export class NativeBackend implements HsmBackend {
         queueCapacity: opts.queueCapacity,
         sessionObjectCopies: opts.sessionObjectCopies,
       });
-      return new NativeBackend(raw, opts.opTimeoutMs);
+      return new NativeBackend(raw, opts.opTimeoutMs, opts.captureCallSites);
     } catch (e) {
       throw wholeBatchError(e, site);
     }
@@ -112,44 +140,35 @@ export class NativeBackend implements HsmBackend {
   }
 
   async batch(ops: Op[], opts?: SubmitOptions): Promise<ItemResult[]> {
+    const single = Array.isArray(ops) && ops.length === 1;
     if (Array.isArray(ops) && ops.length === 0) return [];
-    const site = new Error();
+    const site = (this.captureOption ?? NativeBackend.captureCallSites) ? new Error() : undefined;
     const timeoutMs = opts?.timeoutMs ?? this.opTimeoutMs;
-    if (Array.isArray(ops) && ops.length === 1) {
+    let raw: RawItem[];
+    try {
       // Single ops (one per unary request) wait for the end of this event-loop turn and
       // cross into native code together: one submit and one completion for all of them.
-      return [await this.coalesce(ops[0]!, timeoutMs, site)];
-    }
-    return this.submitNow(ops, timeoutMs, site);
-  }
-
-  private async submitNow(ops: Op[], timeoutMs: number | undefined, site: Error): Promise<ItemResult[]> {
-    let raw;
-    try {
-      raw = await this.raw.submit(ops, timeoutMs);
+      raw = single ? [await this.coalesce(ops[0]!, timeoutMs)] : await this.raw.submit(ops, timeoutMs);
     } catch (e) {
       throw wholeBatchError(e, site);
     }
-    const out = new Array<ItemResult>(raw.length);
-    for (let i = 0; i < raw.length; i++) {
-      const r = raw[i];
-      out[i] = r.ok ? (r as unknown as ItemResult) : { ok: false, error: toError(r, site) };
-    }
-    return out;
+    // Errors are made after the await, in this async function: without a captured site
+    // their stacks still run through the awaiting callers.
+    return toResults(raw, site);
   }
 
   // --- coalescing of single ops ------------------------------------------------------
   // Items queued during one turn of the event loop are submitted by a setImmediate as
-  // one native batch per distinct timeout. Each item keeps its own result and its own
-  // caller stack. If the combined submission is refused as a whole (a bad op, a full
-  // queue, a closed module), every item is resubmitted alone, so each gets exactly the
-  // answer it would have had without coalescing.
+  // one native batch per distinct timeout. Each item keeps its own result (and `batch`
+  // gives it its own caller stack). If the combined submission is refused as a whole
+  // (a bad op, a full queue, a closed module), every item is resubmitted alone, so each
+  // gets exactly the answer it would have had without coalescing.
   private pending: PendingOp[] = [];
   private flushScheduled = false;
 
-  private coalesce(op: Op, timeoutMs: number | undefined, site: Error): Promise<ItemResult> {
-    return new Promise<ItemResult>((resolve, reject) => {
-      this.pending.push({ op, timeoutMs, site, resolve, reject });
+  private coalesce(op: Op, timeoutMs: number | undefined): Promise<RawItem> {
+    return new Promise<RawItem>((resolve, reject) => {
+      this.pending.push({ op, timeoutMs, resolve, reject });
       if (!this.flushScheduled) {
         this.flushScheduled = true;
         setImmediate(() => this.flush());
@@ -165,6 +184,14 @@ export class NativeBackend implements HsmBackend {
       this.submitAlone(all[0]!);
       return;
     }
+    // Almost always every item has the same timeout: then no grouping is needed.
+    const first = all[0]!.timeoutMs;
+    let same = true;
+    for (let i = 1; i < all.length && same; i++) same = all[i]!.timeoutMs === first;
+    if (same) {
+      this.submitGroup(all, first);
+      return;
+    }
     const groups = new Map<number | undefined, PendingOp[]>();
     for (const p of all) {
       const g = groups.get(p.timeoutMs);
@@ -172,38 +199,49 @@ export class NativeBackend implements HsmBackend {
       else g.push(p);
     }
     for (const [timeoutMs, group] of groups) {
-      if (group.length === 1) {
-        this.submitAlone(group[0]!);
-        continue;
-      }
-      let promise;
-      try {
-        promise = this.raw.submit(
-          group.map((p) => p.op),
-          timeoutMs,
-        );
-      } catch {
-        for (const p of group) this.submitAlone(p);
-        continue;
-      }
-      promise.then(
-        (raw) => {
-          for (let i = 0; i < group.length; i++) {
-            const p = group[i]!;
-            const r = raw[i];
-            if (r === undefined) p.reject(new Error('the HSM module returned fewer results than ops'));
-            else p.resolve(r.ok ? (r as unknown as ItemResult) : { ok: false, error: toError(r, p.site) });
-          }
-        },
-        () => {
-          for (const p of group) this.submitAlone(p);
-        },
-      );
+      if (group.length === 1) this.submitAlone(group[0]!);
+      else this.submitGroup(group, timeoutMs);
     }
   }
 
+  private submitGroup(group: PendingOp[], timeoutMs: number | undefined): void {
+    const ops = new Array<Op>(group.length);
+    for (let i = 0; i < group.length; i++) ops[i] = group[i]!.op;
+    let promise;
+    try {
+      promise = this.raw.submit(ops, timeoutMs);
+    } catch {
+      for (const p of group) this.submitAlone(p);
+      return;
+    }
+    promise.then(
+      (raw) => {
+        for (let i = 0; i < group.length; i++) {
+          const p = group[i]!;
+          const r = raw[i];
+          if (r === undefined) p.reject(new Error('the HSM module returned fewer results than ops'));
+          else p.resolve(r);
+        }
+      },
+      () => {
+        for (const p of group) this.submitAlone(p);
+      },
+    );
+  }
+
   private submitAlone(p: PendingOp): void {
-    this.submitNow([p.op], p.timeoutMs, p.site).then(([r]) => p.resolve(r!), p.reject);
+    let promise;
+    try {
+      promise = this.raw.submit([p.op], p.timeoutMs);
+    } catch (e) {
+      p.reject(e);
+      return;
+    }
+    promise.then((raw) => {
+      const r = raw[0];
+      if (r === undefined) p.reject(new Error('the HSM module returned fewer results than ops'));
+      else p.resolve(r);
+    }, p.reject);
   }
 
   async evictKey(ref: KeyRef): Promise<void> {

@@ -34,7 +34,9 @@ function countSubmits(hsm: NativeBackend): number[] {
   return sizes;
 }
 
-async function open(opts: { queueCapacity?: number; sessions?: number } = {}): Promise<NativeBackend> {
+async function open(
+  opts: { queueCapacity?: number; sessions?: number; captureCallSites?: boolean } = {},
+): Promise<NativeBackend> {
   const hsm = await tok.open({ sessions: 2, ...opts });
   const found = await hsm.run({ op: 'find', cls: 'secret', id: kek.id });
   if (found.handles.length === 0) {
@@ -67,7 +69,8 @@ t.test('single calls in one turn share one submission and each gets its own resu
 });
 
 t.test('a failing item fails alone, with the stack of its own caller', async (t) => {
-  const hsm = await open();
+  // The synchronous call site is opt-in: capturing it costs a stack walk per call.
+  const hsm = await open({ captureCallSites: true });
   t.teardown(() => hsm.close());
   const e = await hsm.run({ op: 'encrypt', key: kek, plaintext: randomBytes(32) });
   const bad = Buffer.from(e.ciphertext);
@@ -86,6 +89,32 @@ t.test('a failing item fails alone, with the stack of its own caller', async (t)
   t.match(err.code, /^CKR_(GENERAL_ERROR|ENCRYPTED_DATA_INVALID)$/);
   t.match(err.stack ?? '', /theFailingCaller/, 'the stack names the caller that submitted the op');
 });
+
+t.test(
+  'without captureCallSites a failing item is still an HsmError naming its awaiting caller',
+  async (t) => {
+    const hsm = await open();
+    t.teardown(() => hsm.close());
+    const e = await hsm.run({ op: 'encrypt', key: kek, plaintext: randomBytes(32) });
+    const bad = Buffer.from(e.ciphertext);
+    bad[0] ^= 1;
+    const good = () => hsm.run({ op: 'decrypt', key: kek, iv: e.iv, ciphertext: e.ciphertext });
+    async function theAwaitingCaller() {
+      return await hsm.run({ op: 'decrypt', key: kek, iv: e.iv, ciphertext: bad });
+    }
+    const r = await Promise.allSettled([good(), theAwaitingCaller(), good()]);
+    t.same(
+      r.map((x) => x.status),
+      ['fulfilled', 'rejected', 'fulfilled'],
+    );
+    const err = (r[1] as PromiseRejectedResult).reason as HsmError;
+    t.ok(err instanceof HsmError);
+    t.match(err.code, /^CKR_(GENERAL_ERROR|ENCRYPTED_DATA_INVALID)$/);
+    t.equal(err.op, 'decrypt');
+    t.equal(err.retriable, false);
+    t.match(err.stack ?? '', /theAwaitingCaller/, 'async stack traces reach the awaiting caller');
+  },
+);
 
 t.test('an op the module refuses to parse is refused alone; the others still run', async (t) => {
   const hsm = await open();
