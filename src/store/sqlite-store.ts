@@ -11,11 +11,19 @@
 //   its first read, so a read-then-write cannot fail halfway on a lock upgrade.
 // - migrations (migrations.ts) run in one immediate transaction at open; a schema newer
 //   than this build knows is refused with SCHEMA_TOO_NEW.
+// - getKeyWithVersion (the wrap/unwrap hot path) is served from a bounded in-memory cache
+//   (key-read-cache.ts) of frozen results, "not found" included. Every write goes through
+//   #tx, which empties the cache when the transaction ends, committed or not, so our own
+//   changes show on the very next call. Commits by other connections to the same file
+//   (a CLI, an operator's sqlite3 shell) are detected with PRAGMA data_version, read at
+//   most once per event-loop turn: they show from the next turn on. Nothing cached
+//   depends on the time (expiry is judged by the caller from rotation.expiresAt).
 
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { StoreCodes, StoreError } from './errors.js';
+import { KeyReadCache } from './key-read-cache.js';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS } from './migrations.js';
 import type {
   Approval,
@@ -295,10 +303,19 @@ export class SqliteMetadataStore implements MetadataStore {
   readonly #clock: () => number;
   /** Prepared once per SQL text: preparing costs more than running on the hot read path. */
   readonly #statements = new Map<string, Statement>();
+  /** getKeyWithVersion results; emptied by every #tx and by other connections' commits. */
+  readonly #keyCache: KeyReadCache;
 
+  /**
+   * Use openSqliteStore. The store must be the only user of `db`: a write through the
+   * same connection elsewhere would neither clear the key read cache nor move
+   * data_version (which only counts other connections' commits).
+   */
   constructor(db: Db, clock: () => number) {
     this.#db = db;
     this.#clock = clock;
+    const dataVersion = db.prepare('PRAGMA data_version').pluck();
+    this.#keyCache = new KeyReadCache(() => dataVersion.get() as number);
   }
 
   /** A statement in raw mode (rows as arrays); its SQL must not be used through #stmt. */
@@ -320,13 +337,19 @@ export class SqliteMetadataStore implements MetadataStore {
     return s;
   }
 
-  /** Runs `fn` in one BEGIN IMMEDIATE transaction; any throw rolls everything back. */
+  /**
+   * Runs `fn` in one BEGIN IMMEDIATE transaction; any throw rolls everything back. The
+   * ONLY way this class writes: it empties the key read cache however the transaction
+   * ends (a new write path must come through here, or clear the cache itself).
+   */
   #tx<T>(fn: () => T): T {
     if (!this.#db.open) throw new StoreError(StoreCodes.CLOSED, 'the metadata store is closed');
     try {
       return this.#db.transaction(fn).immediate();
     } catch (err) {
       throw mapSqliteError(err);
+    } finally {
+      this.#keyCache.clear();
     }
   }
 
@@ -603,14 +626,21 @@ export class SqliteMetadataStore implements MetadataStore {
     name: string,
     version: number | 'primary',
   ): Promise<{ key: KeyRecord; version: KeyVersionRecord | null } | null> {
-    return this.#read(() => {
-      const row = (
-        version === 'primary'
-          ? this.#rawStmt(`${KEY_WITH_VERSION} v.version = k.primary_version WHERE k.name = ?`).get(name)
-          : this.#rawStmt(`${KEY_WITH_VERSION} v.version = ? WHERE k.name = ?`).get(version, name)
-      ) as Cell[] | undefined;
-      return row ? keyWithVersionFromRaw(row) : null;
-    });
+    if (!this.#db.open) throw new StoreError(StoreCodes.CLOSED, 'the metadata store is closed');
+    const cacheKey = this.#keyCache.keyFor(name, version);
+    if (cacheKey !== undefined) {
+      const hit = this.#keyCache.get(cacheKey);
+      if (hit !== undefined) return hit;
+    }
+    // A miss reads in the same synchronous run as the get above (no await between), so
+    // what it stores is no older than the cache's last data_version check.
+    const row = (
+      version === 'primary'
+        ? this.#rawStmt(`${KEY_WITH_VERSION} v.version = k.primary_version WHERE k.name = ?`).get(name)
+        : this.#rawStmt(`${KEY_WITH_VERSION} v.version = ? WHERE k.name = ?`).get(version, name)
+    ) as Cell[] | undefined;
+    const result = row ? keyWithVersionFromRaw(row) : null;
+    return cacheKey === undefined ? result : this.#keyCache.set(cacheKey, result);
   }
 
   async getVersionByCkaId(ckaId: string): Promise<KeyVersionRecord | null> {
@@ -910,6 +940,7 @@ export class SqliteMetadataStore implements MetadataStore {
   }
 
   async close(): Promise<void> {
+    this.#keyCache.clear();
     if (this.#db.open) this.#db.close();
   }
 }
