@@ -65,6 +65,7 @@ class Hsm : public Napi::ObjectWrap<Hsm> {
     }
     auto* parts = info[0].As<Napi::External<std::pair<Module*, SessionPool::Options>>>().Data();
     env_ = info.Env();
+    keys_ = std::make_unique<PropKeys>(env_);
     module_.reset(parts->first);
     tsfn_ = Napi::ThreadSafeFunction::New(env_, Napi::Function(), "hyokd-hsm", 0, 1);
     tsfn_.Unref(env_);
@@ -113,9 +114,10 @@ class Hsm : public Napi::ObjectWrap<Hsm> {
       Napi::HandleScope scope(env);
       Hsm* self = Hsm::Unwrap(p->self.Value());
       try {
+        Props props(env, self != nullptr ? self->keys_.get() : nullptr);
         Napi::Array out = Napi::Array::New(env, batch->results.size());
         for (size_t i = 0; i < batch->results.size(); i++) {
-          out.Set(i, ResultToJs(env, batch->ops[i], batch->results[i]));
+          out.Set(i, ResultToJs(props, batch->ops[i], batch->results[i]));
         }
         p->deferred.Resolve(out);
       } catch (const Napi::Error& e) {
@@ -150,10 +152,11 @@ class Hsm : public Napi::ObjectWrap<Hsm> {
     }
     auto batch = std::make_unique<Batch>();
     batch->ops.resize(n);
+    Props props(env, keys_.get());
     for (uint32_t i = 0; i < n; i++) {
       // Name the item so a caller can find the bad one in a large batch.
       try {
-        ParseOp(env, arr.Get(i), &batch->ops[i]);
+        ParseOp(props, arr.Get(i), &batch->ops[i]);
       } catch (const Napi::RangeError& e) {
         throw Napi::RangeError::New(env, "op " + std::to_string(i) + ": " + e.Message());
       } catch (const Napi::TypeError& e) {
@@ -182,7 +185,8 @@ class Hsm : public Napi::ObjectWrap<Hsm> {
   Napi::Value EvictKey(const Napi::CallbackInfo& info) {
     KeyRef key;
     if (info.Length() < 1) throw Napi::TypeError::New(info.Env(), "evictKey() takes a key ref");
-    ParseKeyRef(info.Env(), info[0], "key", &key);
+    Props props(info.Env(), keys_.get());
+    ParseKeyRef(props, info[0], "key", &key);
     if (!closed_) pool_->EvictKey(key);
     return info.Env().Undefined();
   }
@@ -264,6 +268,7 @@ class Hsm : public Napi::ObjectWrap<Hsm> {
   }
 
   Napi::Env env_ = nullptr;
+  std::unique_ptr<PropKeys> keys_;  // property names, made once (JS thread only)
   std::unique_ptr<Module> module_;
   std::unique_ptr<SessionPool> pool_;
   Napi::ThreadSafeFunction tsfn_;

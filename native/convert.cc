@@ -9,82 +9,158 @@ namespace hyokd {
 
 namespace {
 
+const char* const kPropNames[] = {"op",
+                                  "key",
+                                  "id",
+                                  "cls",
+                                  "token",
+                                  "iv",
+                                  "ciphertext",
+                                  "aad",
+                                  "plaintext",
+                                  "data",
+                                  "length",
+                                  "keyBits",
+                                  "spec",
+                                  "kind",
+                                  "curve",
+                                  "modulusBits",
+                                  "publicSpec",
+                                  "privateSpec",
+                                  "hash",
+                                  "mechanism",
+                                  "wrappingKey",
+                                  "unwrappingKey",
+                                  "aesKeyBits",
+                                  "wrapped",
+                                  "keyType",
+                                  "signature",
+                                  "label",
+                                  "handle",
+                                  "attrs",
+                                  "usage",
+                                  "extractable",
+                                  "ok",
+                                  "code",
+                                  "rv",
+                                  "retriable",
+                                  "message",
+                                  "bytes",
+                                  "publicHandle",
+                                  "privateHandle",
+                                  "valid",
+                                  "handles"};
+static_assert(sizeof kPropNames / sizeof kPropNames[0] == kPropCount, "one name per Prop");
+
 [[noreturn]] void ThrowType(Napi::Env env, const std::string& msg) {
   throw Napi::TypeError::New(env, msg);
 }
 
+// One napi_typeof per value: the Napi::Value::Is* helpers each make their own call.
+napi_valuetype TypeOf(Napi::Value v) {
+  napi_valuetype t;
+  if (napi_typeof(v.Env(), v, &t) != napi_ok) return napi_undefined;
+  return t;
+}
+
+bool Absent(napi_valuetype t) { return t == napi_undefined || t == napi_null; }
+
+Napi::Value Get(Props& P, Napi::Object o, Prop k) { return o.Get(P(k)); }
+
 Napi::Object AsObject(Napi::Env env, Napi::Value v, const char* what) {
-  if (!v.IsObject() || v.IsArray() || v.IsBuffer() || v.IsTypedArray()) {
+  napi_valuetype t = TypeOf(v);
+  if ((t != napi_object && t != napi_function) || v.IsArray() || v.IsTypedArray() || v.IsBuffer()) {
     ThrowType(env, std::string(what) + " must be an object");
   }
   return v.As<Napi::Object>();
 }
 
-bool Has(Napi::Object o, const char* k) {
-  Napi::Value v = o.Get(k);
-  return !v.IsUndefined() && !v.IsNull();
-}
+bool Has(Props& P, Napi::Object o, Prop k) { return !Absent(TypeOf(Get(P, o, k))); }
 
+// A Uint8Array (Buffer) view of at most `max` bytes. One call both checks the type and
+// reads the view (napi_get_typedarray_info fails, without throwing, on anything else).
 void Bytes(Napi::Env env, Napi::Value v, const char* field, size_t max, uint8_t** data,
            size_t* len) {
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+  napi_typedarray_type type;
+  size_t n = 0;
+  void* p = nullptr;
+  if (napi_get_typedarray_info(env, v, &type, &n, &p, nullptr, nullptr) != napi_ok ||
+      type != napi_uint8_array) {
     ThrowType(env, std::string(field) + " must be a Buffer or Uint8Array");
   }
-  Napi::Uint8Array a = v.As<Napi::Uint8Array>();
-  if (a.ByteLength() > max) {
+  if (n > max) {
     throw Napi::RangeError::New(
         env, std::string(field) + " is longer than " + std::to_string(max) + " bytes");
   }
-  *data = a.Data();
-  *len = a.ByteLength();
+  *data = static_cast<uint8_t*>(p);
+  *len = n;
 }
 
-std::vector<uint8_t> GetBytes(Napi::Env env, Napi::Object o, const char* field, size_t max,
-                              bool required = true) {
-  Napi::Value v = o.Get(field);
-  if (v.IsUndefined() || v.IsNull()) {
-    if (required) ThrowType(env, std::string(field) + " is required");
+std::vector<uint8_t> GetBytes(Props& P, Napi::Object o, Prop k, size_t max, bool required = true) {
+  const char* field = PropName(k);
+  Napi::Value v = Get(P, o, k);
+  if (Absent(TypeOf(v))) {
+    if (required) ThrowType(P.env(), std::string(field) + " is required");
     return {};
   }
   uint8_t* p;
   size_t n;
-  Bytes(env, v, field, max, &p, &n);
+  Bytes(P.env(), v, field, max, &p, &n);
   return std::vector<uint8_t>(p, p + n);
 }
 
-void GetSecretBytes(Napi::Env env, Napi::Object o, const char* field, SecretBytes* out) {
-  Napi::Value v = o.Get(field);
-  if (v.IsUndefined() || v.IsNull()) ThrowType(env, std::string(field) + " is required");
+void GetSecretBytes(Props& P, Napi::Object o, Prop k, SecretBytes* out) {
+  const char* field = PropName(k);
+  Napi::Value v = Get(P, o, k);
+  if (Absent(TypeOf(v))) ThrowType(P.env(), std::string(field) + " is required");
   uint8_t* p;
   size_t n;
-  Bytes(env, v, field, kMaxDataBytes, &p, &n);
+  Bytes(P.env(), v, field, kMaxDataBytes, &p, &n);
   out->Assign(p, n);
 }
 
-std::string GetString(Napi::Env env, Napi::Object o, const char* field, size_t max,
-                      bool required = true) {
-  Napi::Value v = o.Get(field);
-  if (v.IsUndefined() || v.IsNull()) {
+// Copies a string of at most `max` UTF-8 bytes in one call. The buffer has 8 bytes of
+// slack: V8 stops copying only when the next character (at most 4 bytes) does not fit,
+// so a longer string always fills more than `max` bytes and is caught.
+std::string GetString(Props& P, Napi::Object o, Prop k, size_t max, bool required = true) {
+  Napi::Env env = P.env();
+  const char* field = PropName(k);
+  Napi::Value v = Get(P, o, k);
+  napi_valuetype t = TypeOf(v);
+  if (Absent(t)) {
     if (required) ThrowType(env, std::string(field) + " is required");
     return {};
   }
-  if (!v.IsString()) ThrowType(env, std::string(field) + " must be a string");
-  std::string s = v.As<Napi::String>().Utf8Value();
-  if (s.size() > max) {
+  if (t != napi_string) ThrowType(env, std::string(field) + " must be a string");
+  char stack[64];
+  std::vector<char> heap;
+  char* buf = stack;
+  size_t cap = max + 8;
+  if (cap > sizeof stack) {
+    heap.resize(cap);
+    buf = heap.data();
+  }
+  size_t n = 0;
+  napi_status st = napi_get_value_string_utf8(env, v, buf, cap, &n);
+  if (st != napi_ok) throw Napi::Error::New(env);
+  if (n > max) {
     throw Napi::RangeError::New(
         env, std::string(field) + " is longer than " + std::to_string(max) + " bytes");
   }
-  return s;
+  return std::string(buf, n);
 }
 
-double GetNumber(Napi::Env env, Napi::Object o, const char* field, double lo, double hi,
-                 double dflt, bool required) {
-  Napi::Value v = o.Get(field);
-  if (v.IsUndefined() || v.IsNull()) {
+double GetNumber(Props& P, Napi::Object o, Prop k, double lo, double hi, double dflt,
+                 bool required) {
+  Napi::Env env = P.env();
+  const char* field = PropName(k);
+  Napi::Value v = Get(P, o, k);
+  napi_valuetype t = TypeOf(v);
+  if (Absent(t)) {
     if (required) ThrowType(env, std::string(field) + " is required");
     return dflt;
   }
-  if (!v.IsNumber()) ThrowType(env, std::string(field) + " must be a number");
+  if (t != napi_number) ThrowType(env, std::string(field) + " must be a number");
   double d = v.As<Napi::Number>().DoubleValue();
   if (!(d >= lo && d <= hi) || d != static_cast<double>(static_cast<int64_t>(d))) {
     throw Napi::RangeError::New(env, std::string(field) + " must be an integer in [" +
@@ -94,10 +170,11 @@ double GetNumber(Napi::Env env, Napi::Object o, const char* field, double lo, do
   return d;
 }
 
-bool GetBool(Napi::Env env, Napi::Object o, const char* field, bool dflt) {
-  Napi::Value v = o.Get(field);
-  if (v.IsUndefined() || v.IsNull()) return dflt;
-  if (!v.IsBoolean()) ThrowType(env, std::string(field) + " must be a boolean");
+bool GetBool(Props& P, Napi::Object o, Prop k, bool dflt) {
+  Napi::Value v = Get(P, o, k);
+  napi_valuetype t = TypeOf(v);
+  if (Absent(t)) return dflt;
+  if (t != napi_boolean) ThrowType(P.env(), std::string(PropName(k)) + " must be a boolean");
   return v.As<Napi::Boolean>().Value();
 }
 
@@ -108,11 +185,11 @@ CK_OBJECT_CLASS ParseClass(Napi::Env env, const std::string& s, const char* fiel
   ThrowType(env, std::string(field) + " must be 'secret', 'private' or 'public'");
 }
 
-CK_MECHANISM_TYPE ParseHash(Napi::Env env, Napi::Object o) {
-  std::string h = GetString(env, o, "hash", 16, false);
+CK_MECHANISM_TYPE ParseHash(Props& P, Napi::Object o) {
+  std::string h = GetString(P, o, Prop::kHash, 16, false);
   if (h.empty() || h == "sha1") return CKM_SHA_1;
   if (h == "sha256") return CKM_SHA256;
-  ThrowType(env, "hash must be 'sha1' or 'sha256'");
+  ThrowType(P.env(), "hash must be 'sha1' or 'sha256'");
 }
 
 void ParseUsage(Napi::Env env, Napi::Value v, Usage* u) {
@@ -131,18 +208,20 @@ void ParseUsage(Napi::Env env, Napi::Value v, Usage* u) {
   }
 }
 
-void ParseSpec(Napi::Env env, Napi::Value v, const char* field, ObjectSpec* s) {
+void ParseSpec(Props& P, Napi::Value v, const char* field, ObjectSpec* s) {
+  Napi::Env env = P.env();
   Napi::Object o = AsObject(env, v, field);
-  s->id = GetBytes(env, o, "id", kMaxSmallBytes);
-  s->label = GetString(env, o, "label", kMaxLabelBytes);
-  s->token = GetBool(env, o, "token", true);
-  s->extractable = GetBool(env, o, "extractable", false);
-  if (!Has(o, "usage")) ThrowType(env, std::string(field) + ".usage is required");
-  ParseUsage(env, o.Get("usage"), &s->usage);
+  s->id = GetBytes(P, o, Prop::kId, kMaxSmallBytes);
+  s->label = GetString(P, o, Prop::kLabel, kMaxLabelBytes);
+  s->token = GetBool(P, o, Prop::kToken, true);
+  s->extractable = GetBool(P, o, Prop::kExtractable, false);
+  if (!Has(P, o, Prop::kUsage)) ThrowType(env, std::string(field) + ".usage is required");
+  ParseUsage(env, Get(P, o, Prop::kUsage), &s->usage);
 }
 
-CK_OBJECT_HANDLE GetHandle(Napi::Env env, Napi::Object o) {
-  return static_cast<CK_OBJECT_HANDLE>(GetNumber(env, o, "handle", 1, 9007199254740991.0, 0, true));
+CK_OBJECT_HANDLE GetHandle(Props& P, Napi::Object o) {
+  return static_cast<CK_OBJECT_HANDLE>(
+      GetNumber(P, o, Prop::kHandle, 1, 9007199254740991.0, 0, true));
 }
 
 Napi::Value HandleToJs(Napi::Env env, CK_OBJECT_HANDLE h) {
@@ -185,7 +264,7 @@ const char* KeyTypeName(CK_KEY_TYPE k) {
   }
 }
 
-CK_MECHANISM_TYPE ParseWrapMechanism(Napi::Env env, Napi::Object o, bool unwrap) {
+CK_MECHANISM_TYPE ParseWrapMechanism(Props& P, Napi::Object o, bool unwrap) {
   static const struct {
     const char* name;
     CK_MECHANISM_TYPE type;
@@ -194,14 +273,14 @@ CK_MECHANISM_TYPE ParseWrapMechanism(Napi::Env env, Napi::Object o, bool unwrap)
                 {"AES_KEY_WRAP_PAD", CKM_AES_KEY_WRAP_PAD, false},
                 {"RSA_PKCS_OAEP", CKM_RSA_PKCS_OAEP, false},
                 {"RSA_AES_KEY_WRAP", CKM_RSA_AES_KEY_WRAP, true}};
-  std::string m = GetString(env, o, "mechanism", 32);
+  std::string m = GetString(P, o, Prop::kMechanism, 32);
   std::string names;
   for (const auto& k : kMechs) {
     if (k.unwrap_only && !unwrap) continue;
     if (m == k.name) return k.type;
     names += names.empty() ? k.name : std::string(", ") + k.name;
   }
-  ThrowType(env, "mechanism must be one of " + names);
+  ThrowType(P.env(), "mechanism must be one of " + names);
 }
 
 }  // namespace
@@ -213,6 +292,28 @@ const char* MechanismName(CK_MECHANISM_TYPE t) {
   return nullptr;
 }
 
+const char* PropName(Prop p) { return kPropNames[static_cast<size_t>(p)]; }
+
+PropKeys::PropKeys(Napi::Env env) {
+  Napi::Array a = Napi::Array::New(env, kPropCount);
+  for (uint32_t i = 0; i < kPropCount; i++) a.Set(i, Napi::String::New(env, kPropNames[i]));
+  names_ = Napi::Persistent(static_cast<Napi::Object>(a));
+}
+
+napi_value Props::operator()(Prop p) {
+  size_t i = static_cast<size_t>(p);
+  napi_value& v = vals_[i];
+  if (v == nullptr) {
+    if (keys_ == nullptr) {
+      v = Napi::String::New(env_, kPropNames[i]);
+    } else {
+      if (names_ == nullptr) names_ = keys_->Names();
+      v = Napi::Array(env_, names_).Get(static_cast<uint32_t>(i));
+    }
+  }
+  return v;
+}
+
 void TakeSecret(Napi::Env env, Napi::Value v, const char* field, SecretBytes* out) {
   uint8_t* p;
   size_t n;
@@ -221,76 +322,91 @@ void TakeSecret(Napi::Env env, Napi::Value v, const char* field, SecretBytes* ou
   SecureZero(p, n);
 }
 
-void ParseKeyRef(Napi::Env env, Napi::Value v, const char* field, KeyRef* out) {
+void ParseKeyRef(Props& P, Napi::Value v, const char* field, KeyRef* out) {
+  Napi::Env env = P.env();
+  // Every op of a batch usually names the same KeyRef object (the KEK's): parse it once.
+  // Nothing runs between the ops of one submit except property getters, so the copy is
+  // what a fresh parse would read from a plain object.
+  if (P.last_key != nullptr) {
+    bool same = false;
+    if (napi_strict_equals(env, P.last_key, v, &same) == napi_ok && same) {
+      *out = P.last_key_ref;
+      return;
+    }
+  }
   Napi::Object o = AsObject(env, v, field);
-  out->id = GetBytes(env, o, "id", kMaxSmallBytes);
+  out->id = GetBytes(P, o, Prop::kId, kMaxSmallBytes);
   if (out->id.empty()) ThrowType(env, std::string(field) + ".id must not be empty");
-  out->cls = ParseClass(env, GetString(env, o, "cls", 16), "cls");
-  out->token = GetBool(env, o, "token", true);
+  out->cls = ParseClass(env, GetString(P, o, Prop::kCls, 16), "cls");
+  out->token = GetBool(P, o, Prop::kToken, true);
+  P.last_key = v;
+  P.last_key_ref = *out;
 }
 
-void ParseOp(Napi::Env env, Napi::Value v, Op* op) {
+void ParseOp(Props& P, Napi::Value v, Op* op) {
+  Napi::Env env = P.env();
   Napi::Object o = AsObject(env, v, "op");
-  std::string kind = GetString(env, o, "op", 32);
+  std::string kind = GetString(P, o, Prop::kOp, 32);
   if (kind == "random") {
     op->kind = OpKind::kRandom;
-    op->length = static_cast<CK_ULONG>(GetNumber(env, o, "length", 0, kMaxRandomBytes, 0, true));
+    op->length = static_cast<CK_ULONG>(GetNumber(P, o, Prop::kLength, 0, kMaxRandomBytes, 0, true));
   } else if (kind == "generateKey") {
     op->kind = OpKind::kGenerateKey;
-    double bits = GetNumber(env, o, "keyBits", 128, 256, 256, false);
+    double bits = GetNumber(P, o, Prop::kKeyBits, 128, 256, 256, false);
     if (bits != 128 && bits != 192 && bits != 256) {
       throw Napi::RangeError::New(env, "keyBits must be 128, 192 or 256");
     }
     op->length = static_cast<CK_ULONG>(bits / 8);
-    ParseSpec(env, o.Get("spec"), "spec", &op->spec);
+    ParseSpec(P, Get(P, o, Prop::kSpec), "spec", &op->spec);
   } else if (kind == "generateKeyPair") {
     op->kind = OpKind::kGenerateKeyPair;
-    std::string k = GetString(env, o, "kind", 8);
+    std::string k = GetString(P, o, Prop::kKind, 8);
     if (k == "ec") {
       op->ec = true;
-      std::string curve = GetString(env, o, "curve", 16, false);
+      std::string curve = GetString(P, o, Prop::kCurve, 16, false);
       if (!curve.empty() && curve != "P-256") ThrowType(env, "curve must be 'P-256'");
     } else if (k == "rsa") {
       op->modulus_bits =
-          static_cast<CK_ULONG>(GetNumber(env, o, "modulusBits", 2048, 8192, 3072, false));
+          static_cast<CK_ULONG>(GetNumber(P, o, Prop::kModulusBits, 2048, 8192, 3072, false));
     } else {
       ThrowType(env, "kind must be 'rsa' or 'ec'");
     }
-    ParseSpec(env, o.Get("publicSpec"), "publicSpec", &op->spec);
-    ParseSpec(env, o.Get("privateSpec"), "privateSpec", &op->spec2);
+    ParseSpec(P, Get(P, o, Prop::kPublicSpec), "publicSpec", &op->spec);
+    ParseSpec(P, Get(P, o, Prop::kPrivateSpec), "privateSpec", &op->spec2);
   } else if (kind == "encrypt") {
     op->kind = OpKind::kEncrypt;
-    ParseKeyRef(env, o.Get("key"), "key", &op->key);
-    GetSecretBytes(env, o, "plaintext", &op->data);
-    op->aad = GetBytes(env, o, "aad", kMaxDataBytes, false);
-    op->iv = GetBytes(env, o, "iv", 128, false);
-    if (Has(o, "iv") && op->iv.empty()) ThrowType(env, "iv must not be empty");
+    ParseKeyRef(P, Get(P, o, Prop::kKey), "key", &op->key);
+    GetSecretBytes(P, o, Prop::kPlaintext, &op->data);
+    op->aad = GetBytes(P, o, Prop::kAad, kMaxDataBytes, false);
+    op->iv = GetBytes(P, o, Prop::kIv, 128, false);
+    if (op->iv.empty() && Has(P, o, Prop::kIv)) ThrowType(env, "iv must not be empty");
   } else if (kind == "decrypt") {
     op->kind = OpKind::kDecrypt;
-    ParseKeyRef(env, o.Get("key"), "key", &op->key);
-    op->iv = GetBytes(env, o, "iv", 128);
+    ParseKeyRef(P, Get(P, o, Prop::kKey), "key", &op->key);
+    op->iv = GetBytes(P, o, Prop::kIv, 128);
     if (op->iv.empty()) ThrowType(env, "iv must not be empty");
-    GetSecretBytes(env, o, "ciphertext", &op->data);
-    op->aad = GetBytes(env, o, "aad", kMaxDataBytes, false);
+    GetSecretBytes(P, o, Prop::kCiphertext, &op->data);
+    op->aad = GetBytes(P, o, Prop::kAad, kMaxDataBytes, false);
   } else if (kind == "rsaEncrypt" || kind == "rsaDecrypt") {
     op->kind = kind == "rsaEncrypt" ? OpKind::kRsaEncrypt : OpKind::kRsaDecrypt;
-    ParseKeyRef(env, o.Get("key"), "key", &op->key);
-    op->hash = ParseHash(env, o);
-    GetSecretBytes(env, o, "data", &op->data);
+    ParseKeyRef(P, Get(P, o, Prop::kKey), "key", &op->key);
+    op->hash = ParseHash(P, o);
+    GetSecretBytes(P, o, Prop::kData, &op->data);
   } else if (kind == "wrapKey") {
     op->kind = OpKind::kWrapKey;
-    op->mechanism = ParseWrapMechanism(env, o, false);
-    op->hash = ParseHash(env, o);
-    ParseKeyRef(env, o.Get("wrappingKey"), "wrappingKey", &op->key);
-    ParseKeyRef(env, o.Get("key"), "key", &op->key2);
+    op->mechanism = ParseWrapMechanism(P, o, false);
+    op->hash = ParseHash(P, o);
+    ParseKeyRef(P, Get(P, o, Prop::kWrappingKey), "wrappingKey", &op->key);
+    ParseKeyRef(P, Get(P, o, Prop::kKey), "key", &op->key2);
   } else if (kind == "unwrapKey") {
     op->kind = OpKind::kUnwrapKey;
-    op->mechanism = ParseWrapMechanism(env, o, true);
-    op->hash = ParseHash(env, o);
-    op->aes_key_bits = static_cast<CK_ULONG>(GetNumber(env, o, "aesKeyBits", 128, 256, 256, false));
-    ParseKeyRef(env, o.Get("unwrappingKey"), "unwrappingKey", &op->key);
-    GetSecretBytes(env, o, "wrapped", &op->data);
-    std::string kt = GetString(env, o, "keyType", 8);
+    op->mechanism = ParseWrapMechanism(P, o, true);
+    op->hash = ParseHash(P, o);
+    op->aes_key_bits =
+        static_cast<CK_ULONG>(GetNumber(P, o, Prop::kAesKeyBits, 128, 256, 256, false));
+    ParseKeyRef(P, Get(P, o, Prop::kUnwrappingKey), "unwrappingKey", &op->key);
+    GetSecretBytes(P, o, Prop::kWrapped, &op->data);
+    std::string kt = GetString(P, o, Prop::kKeyType, 8);
     if (kt == "aes") {
       op->key_type = CKK_AES;
     } else if (kt == "rsa") {
@@ -300,11 +416,11 @@ void ParseOp(Napi::Env env, Napi::Value v, Op* op) {
     } else {
       ThrowType(env, "keyType must be 'aes', 'rsa' or 'ec'");
     }
-    ParseSpec(env, o.Get("spec"), "spec", &op->spec);
+    ParseSpec(P, Get(P, o, Prop::kSpec), "spec", &op->spec);
   } else if (kind == "sign" || kind == "verify") {
     op->kind = kind == "sign" ? OpKind::kSign : OpKind::kVerify;
-    ParseKeyRef(env, o.Get("key"), "key", &op->key);
-    std::string m = GetString(env, o, "mechanism", 32);
+    ParseKeyRef(P, Get(P, o, Prop::kKey), "key", &op->key);
+    std::string m = GetString(P, o, Prop::kMechanism, 32);
     if (m == "ECDSA") {
       op->mechanism = CKM_ECDSA;
     } else if (m == "SHA256_RSA_PKCS_PSS") {
@@ -314,90 +430,96 @@ void ParseOp(Napi::Env env, Napi::Value v, Op* op) {
     } else {
       ThrowType(env, "mechanism must be ECDSA, SHA256_RSA_PKCS_PSS or SHA384_RSA_PKCS_PSS");
     }
-    GetSecretBytes(env, o, "data", &op->data);
-    if (op->kind == OpKind::kVerify) op->signature = GetBytes(env, o, "signature", kMaxSmallBytes);
+    GetSecretBytes(P, o, Prop::kData, &op->data);
+    if (op->kind == OpKind::kVerify) {
+      op->signature = GetBytes(P, o, Prop::kSignature, kMaxSmallBytes);
+    }
   } else if (kind == "find") {
     op->kind = OpKind::kFind;
-    if (Has(o, "cls")) op->find_cls = ParseClass(env, GetString(env, o, "cls", 16), "cls");
-    if (Has(o, "id")) op->find_id = GetBytes(env, o, "id", kMaxSmallBytes);
-    if (Has(o, "label")) op->find_label = GetString(env, o, "label", kMaxLabelBytes);
+    if (Has(P, o, Prop::kCls)) {
+      op->find_cls = ParseClass(env, GetString(P, o, Prop::kCls, 16), "cls");
+    }
+    if (Has(P, o, Prop::kId)) op->find_id = GetBytes(P, o, Prop::kId, kMaxSmallBytes);
+    if (Has(P, o, Prop::kLabel)) op->find_label = GetString(P, o, Prop::kLabel, kMaxLabelBytes);
   } else if (kind == "getAttributes" || kind == "destroy") {
     op->kind = kind == "destroy" ? OpKind::kDestroy : OpKind::kGetAttributes;
-    op->handle = GetHandle(env, o);
+    op->handle = GetHandle(P, o);
   } else if (kind == "setAttributes") {
     op->kind = OpKind::kSetAttributes;
-    op->handle = GetHandle(env, o);
-    Napi::Object a = AsObject(env, o.Get("attrs"), "attrs");
-    if (Has(a, "label")) op->set_label = GetString(env, a, "label", kMaxLabelBytes);
-    if (Has(a, "id")) op->set_id = GetBytes(env, a, "id", kMaxSmallBytes);
-    if (Has(a, "usage")) ParseUsage(env, a.Get("usage"), &op->set_usage);
+    op->handle = GetHandle(P, o);
+    Napi::Object a = AsObject(env, Get(P, o, Prop::kAttrs), "attrs");
+    if (Has(P, a, Prop::kLabel)) op->set_label = GetString(P, a, Prop::kLabel, kMaxLabelBytes);
+    if (Has(P, a, Prop::kId)) op->set_id = GetBytes(P, a, Prop::kId, kMaxSmallBytes);
+    if (Has(P, a, Prop::kUsage)) ParseUsage(env, Get(P, a, Prop::kUsage), &op->set_usage);
   } else if (kind == "copyObject") {
     op->kind = OpKind::kCopyObject;
-    op->handle = GetHandle(env, o);
-    Napi::Value t = o.Get("token");
-    if (!t.IsBoolean()) ThrowType(env, "token must be a boolean");
+    op->handle = GetHandle(P, o);
+    Napi::Value t = Get(P, o, Prop::kToken);
+    if (TypeOf(t) != napi_boolean) ThrowType(env, "token must be a boolean");
     op->copy_token = t.As<Napi::Boolean>().Value();
-    if (Has(o, "label")) op->set_label = GetString(env, o, "label", kMaxLabelBytes);
+    if (Has(P, o, Prop::kLabel)) op->set_label = GetString(P, o, Prop::kLabel, kMaxLabelBytes);
   } else {
     ThrowType(env, "unknown op '" + kind.substr(0, 32) + "'");
   }
 }
 
-Napi::Object ErrorToJs(Napi::Env env, const OpError& e) {
+Napi::Object ErrorToJs(Props& P, const OpError& e) {
+  Napi::Env env = P.env();
   Napi::Object o = Napi::Object::New(env);
-  o.Set("ok", false);
-  o.Set("code", e.code);
-  o.Set("rv", Napi::Number::New(env, static_cast<double>(e.rv)));
-  o.Set("retriable", e.retriable);
-  o.Set("message", e.message);
+  o.Set(P(Prop::kOk), Napi::Boolean::New(env, false));
+  o.Set(P(Prop::kCode), Napi::String::New(env, e.code));
+  o.Set(P(Prop::kRv), Napi::Number::New(env, static_cast<double>(e.rv)));
+  o.Set(P(Prop::kRetriable), Napi::Boolean::New(env, e.retriable));
+  o.Set(P(Prop::kMessage), Napi::String::New(env, e.message));
   return o;
 }
 
-Napi::Value ResultToJs(Napi::Env env, const Op& op, OpResult& r) {
+Napi::Value ResultToJs(Props& P, const Op& op, OpResult& r) {
+  Napi::Env env = P.env();
   if (!r.ok) {
-    Napi::Object e = ErrorToJs(env, r.error);
-    e.Set("op", OpKindName(op.kind));
+    Napi::Object e = ErrorToJs(P, r.error);
+    e.Set(P(Prop::kOp), Napi::String::New(env, OpKindName(op.kind)));
     return e;
   }
   Napi::Object o = Napi::Object::New(env);
-  o.Set("ok", true);
+  o.Set(P(Prop::kOk), Napi::Boolean::New(env, true));
   switch (op.kind) {
     case OpKind::kRandom:
-      o.Set("bytes", CopyOut(env, r.out.data(), r.out.size()));
+      o.Set(P(Prop::kBytes), CopyOut(env, r.out.data(), r.out.size()));
       break;
     case OpKind::kGenerateKey:
     case OpKind::kUnwrapKey:
     case OpKind::kCopyObject:
-      o.Set("handle", HandleToJs(env, r.h1));
+      o.Set(P(Prop::kHandle), HandleToJs(env, r.h1));
       break;
     case OpKind::kGenerateKeyPair:
-      o.Set("publicHandle", HandleToJs(env, r.h1));
-      o.Set("privateHandle", HandleToJs(env, r.h2));
+      o.Set(P(Prop::kPublicHandle), HandleToJs(env, r.h1));
+      o.Set(P(Prop::kPrivateHandle), HandleToJs(env, r.h2));
       break;
     case OpKind::kEncrypt:
-      o.Set("iv", CopyOut(env, r.iv.data(), r.iv.size()));
-      o.Set("ciphertext", CopyOut(env, r.out.data(), r.out.size()));
+      o.Set(P(Prop::kIv), CopyOut(env, r.iv.data(), r.iv.size()));
+      o.Set(P(Prop::kCiphertext), CopyOut(env, r.out.data(), r.out.size()));
       break;
     case OpKind::kDecrypt:
-      o.Set("plaintext", CopyOut(env, r.out.data(), r.out.size()));
+      o.Set(P(Prop::kPlaintext), CopyOut(env, r.out.data(), r.out.size()));
       break;
     case OpKind::kRsaEncrypt:
     case OpKind::kRsaDecrypt:
-      o.Set("data", CopyOut(env, r.out.data(), r.out.size()));
+      o.Set(P(Prop::kData), CopyOut(env, r.out.data(), r.out.size()));
       break;
     case OpKind::kWrapKey:
-      o.Set("wrapped", CopyOut(env, r.out.data(), r.out.size()));
+      o.Set(P(Prop::kWrapped), CopyOut(env, r.out.data(), r.out.size()));
       break;
     case OpKind::kSign:
-      o.Set("signature", CopyOut(env, r.out.data(), r.out.size()));
+      o.Set(P(Prop::kSignature), CopyOut(env, r.out.data(), r.out.size()));
       break;
     case OpKind::kVerify:
-      o.Set("valid", r.valid);
+      o.Set(P(Prop::kValid), Napi::Boolean::New(env, r.valid));
       break;
     case OpKind::kFind: {
       Napi::Array a = Napi::Array::New(env, r.handles.size());
       for (size_t i = 0; i < r.handles.size(); i++) a.Set(i, HandleToJs(env, r.handles[i]));
-      o.Set("handles", a);
+      o.Set(P(Prop::kHandles), a);
       break;
     }
     case OpKind::kGetAttributes: {
@@ -433,7 +555,7 @@ Napi::Value ResultToJs(Napi::Env env, const Op& op, OpResult& r) {
         x.Set("ecPoint", CopyOut(env, at.ec_point.data(), at.ec_point.size()));
       if (!at.ec_params.empty())
         x.Set("ecParams", CopyOut(env, at.ec_params.data(), at.ec_params.size()));
-      o.Set("attrs", x);
+      o.Set(P(Prop::kAttrs), x);
       break;
     }
     case OpKind::kSetAttributes:
