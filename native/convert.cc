@@ -79,14 +79,14 @@ bool Has(Props& P, Napi::Object o, Prop k) { return !Absent(TypeOf(Get(P, o, k))
 
 // A Uint8Array (Buffer) view of at most `max` bytes. One call both checks the type and
 // reads the view (napi_get_typedarray_info fails, without throwing, on anything else).
-void Bytes(Napi::Env env, Napi::Value v, const char* field, size_t max, uint8_t** data,
-           size_t* len) {
+bool TryBytes(Napi::Env env, Napi::Value v, const char* field, size_t max, uint8_t** data,
+              size_t* len) {
   napi_typedarray_type type;
   size_t n = 0;
   void* p = nullptr;
   if (napi_get_typedarray_info(env, v, &type, &n, &p, nullptr, nullptr) != napi_ok ||
       type != napi_uint8_array) {
-    ThrowType(env, std::string(field) + " must be a Buffer or Uint8Array");
+    return false;
   }
   if (n > max) {
     throw Napi::RangeError::New(
@@ -94,28 +94,41 @@ void Bytes(Napi::Env env, Napi::Value v, const char* field, size_t max, uint8_t*
   }
   *data = static_cast<uint8_t*>(p);
   *len = n;
+  return true;
+}
+
+void Bytes(Napi::Env env, Napi::Value v, const char* field, size_t max, uint8_t** data,
+           size_t* len) {
+  if (!TryBytes(env, v, field, max, data, len)) {
+    ThrowType(env, std::string(field) + " must be a Buffer or Uint8Array");
+  }
+}
+
+// Reads a Buffer property; its type is looked at only when it is not a Uint8Array.
+// Returns false when the property is absent and not required.
+bool PropBytes(Props& P, Napi::Object o, Prop k, size_t max, bool required, uint8_t** data,
+               size_t* len) {
+  const char* field = PropName(k);
+  Napi::Value v = Get(P, o, k);
+  if (TryBytes(P.env(), v, field, max, data, len)) return true;
+  if (Absent(TypeOf(v))) {
+    if (required) ThrowType(P.env(), std::string(field) + " is required");
+    return false;
+  }
+  ThrowType(P.env(), std::string(field) + " must be a Buffer or Uint8Array");
 }
 
 std::vector<uint8_t> GetBytes(Props& P, Napi::Object o, Prop k, size_t max, bool required = true) {
-  const char* field = PropName(k);
-  Napi::Value v = Get(P, o, k);
-  if (Absent(TypeOf(v))) {
-    if (required) ThrowType(P.env(), std::string(field) + " is required");
-    return {};
-  }
   uint8_t* p;
   size_t n;
-  Bytes(P.env(), v, field, max, &p, &n);
+  if (!PropBytes(P, o, k, max, required, &p, &n)) return {};
   return std::vector<uint8_t>(p, p + n);
 }
 
 void GetSecretBytes(Props& P, Napi::Object o, Prop k, SecretBytes* out) {
-  const char* field = PropName(k);
-  Napi::Value v = Get(P, o, k);
-  if (Absent(TypeOf(v))) ThrowType(P.env(), std::string(field) + " is required");
   uint8_t* p;
   size_t n;
-  Bytes(P.env(), v, field, kMaxDataBytes, &p, &n);
+  PropBytes(P, o, k, kMaxDataBytes, true, &p, &n);
   out->Assign(p, n);
 }
 
