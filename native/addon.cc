@@ -7,6 +7,7 @@
 #include <chrono>
 #include <memory>
 #include <thread>
+#include <vector>
 
 #include "convert.h"
 #include "module.h"
@@ -123,9 +124,38 @@ class Hsm : public Napi::ObjectWrap<Hsm> {
       } catch (const Napi::Error& e) {
         p->deferred.Reject(e.Value());
       }
-      if (self != nullptr && --self->inflight_ == 0 && !self->closed_) self->tsfn_.Unref(env);
+      if (self != nullptr) {
+        self->Recycle(std::move(owned));
+        if (--self->inflight_ == 0 && !self->closed_) self->tsfn_.Unref(env);
+      }
     });
     if (st != napi_ok) delete b;  // the environment is going away; see above
+  }
+
+  // A completed batch's vectors are kept for the next submit: two large allocations per
+  // submit made glibc consolidate its free lists every time. Only the storage is kept;
+  // clear() destroys the ops and results, which zeroes their secrets. JS thread only.
+  static constexpr size_t kSpareBatches = 4;
+  static constexpr size_t kMaxRecycledOps = 256;
+
+  std::unique_ptr<Batch> TakeBatch() {
+    if (spare_batches_.empty()) return std::make_unique<Batch>();
+    std::unique_ptr<Batch> b = std::move(spare_batches_.back());
+    spare_batches_.pop_back();
+    return b;
+  }
+
+  void Recycle(std::unique_ptr<Batch> b) {
+    if (b == nullptr || closed_ || spare_batches_.size() >= kSpareBatches ||
+        b->ops.capacity() > kMaxRecycledOps) {
+      return;  // b is deleted here
+    }
+    b->ops.clear();
+    b->results.clear();
+    b->remaining.store(0, std::memory_order_relaxed);
+    b->deadline_ns = 0;
+    b->owner = nullptr;
+    spare_batches_.push_back(std::move(b));
   }
 
   // submit(ops: object[], timeoutMs?: number): Promise<result[]>
@@ -150,7 +180,7 @@ class Hsm : public Napi::ObjectWrap<Hsm> {
                         .count() +
                     static_cast<int64_t>(ms * 1e6);
     }
-    auto batch = std::make_unique<Batch>();
+    std::unique_ptr<Batch> batch = TakeBatch();
     batch->ops.resize(n);
     Props props(env, keys_.get());
     for (uint32_t i = 0; i < n; i++) {
@@ -268,7 +298,8 @@ class Hsm : public Napi::ObjectWrap<Hsm> {
   }
 
   Napi::Env env_ = nullptr;
-  std::unique_ptr<PropKeys> keys_;  // property names, made once (JS thread only)
+  std::unique_ptr<PropKeys> keys_;                     // property names, made once (JS thread only)
+  std::vector<std::unique_ptr<Batch>> spare_batches_;  // see Recycle()
   std::unique_ptr<Module> module_;
   std::unique_ptr<SessionPool> pool_;
   Napi::ThreadSafeFunction tsfn_;
