@@ -4,7 +4,7 @@
 // matter how the writer's objects were built. Records hold only JSON values (the
 // sanitizer guarantees it), so JSON.stringify of each scalar is deterministic.
 
-import { createHash } from 'node:crypto';
+import * as crypto from 'node:crypto';
 
 export function canonicalJson(value: unknown): string {
   if (value === null || typeof value !== 'object') {
@@ -101,8 +101,14 @@ export function hashAndLine(record: Record<string, unknown>): { hash: string; li
   return { hash, line: '{' + parts.join(',') + '}' };
 }
 
+/** `crypto.hash` (Node 20.12+): one call, no Hash object; about half the cost per record. */
+type OneShotHash = (algorithm: string, data: string | Buffer, encoding: 'hex') => string;
+const oneShot = (crypto as unknown as { hash?: OneShotHash }).hash;
+
 export function sha256Hex(data: string | Buffer): string {
-  return createHash('sha256').update(data).digest('hex');
+  return oneShot !== undefined
+    ? oneShot('sha256', data, 'hex')
+    : crypto.createHash('sha256').update(data).digest('hex');
 }
 
 /** The hash a record must carry: SHA-256 over the canonical form without `hash`. */

@@ -6,8 +6,7 @@
 // fields named like secrets are redacted, strings, arrays, objects and depth are capped.
 // Ciphertexts, when worth recording at all, go in as `digestForAudit(buf)`.
 
-import { createHash } from 'node:crypto';
-import { bodySegments, canonicalJson, type BodySegments } from './canonical.js';
+import { bodySegments, canonicalJson, sha256Hex, type BodySegments } from './canonical.js';
 import { AuditCodes, AuditError } from './errors.js';
 
 export type AuditScalar = string | number | boolean | null;
@@ -120,7 +119,11 @@ export interface TornTail {
 
 /** A short digest for ciphertexts and documents in audit records: 16 hex of SHA-256. */
 export function digestForAudit(buf: Buffer | Uint8Array | string): string {
-  return createHash('sha256').update(buf).digest('hex').slice(0, 16);
+  return sha256Hex(
+    typeof buf === 'string' || Buffer.isBuffer(buf)
+      ? buf
+      : Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength),
+  ).slice(0, 16);
 }
 
 export const LIMITS = {
@@ -288,7 +291,61 @@ const asDecision = (v: unknown): string | null =>
     : null;
 const asResult = (v: unknown): string | null =>
   hasExactly(v, 'code') && typeof v.code === 'string' ? `{"code":${jsonString(v.code)}}` : null;
-const none = (): null => null;
+
+/**
+ * The sanitized canonical JSON of a tree of plain objects, arrays and scalars (caller
+ * context, batch item lists), or null when it holds anything the sanitizer would have to
+ * rewrite beyond redaction (binary, dates, class instances, long keys, too many entries,
+ * too deep, functions): the caller then takes the sanitizer's route.
+ */
+export function fastJson(v: unknown, depth: number): string | null {
+  switch (typeof v) {
+    case 'string':
+      return jsonString(v);
+    case 'number':
+      return Number.isFinite(v) ? JSON.stringify(v) : 'null';
+    case 'boolean':
+      return v ? 'true' : 'false';
+    case 'object':
+      break;
+    default:
+      return null;
+  }
+  if (v === null) return 'null';
+  if (depth >= LIMITS.maxDepth) return null;
+  if (Array.isArray(v)) {
+    if (v.length > LIMITS.maxEntries) return null;
+    let out = '[';
+    for (let i = 0; i < v.length; i++) {
+      const x: unknown = v[i];
+      const s = x === undefined ? 'null' : fastJson(x, depth + 1);
+      if (s === null) return null;
+      out += i === 0 ? s : ',' + s;
+    }
+    return out + ']';
+  }
+  const proto = Object.getPrototypeOf(v) as unknown;
+  if (proto !== Object.prototype && proto !== null) return null;
+  const keys = Object.keys(v);
+  if (keys.length > LIMITS.maxEntries) return null;
+  keys.sort();
+  let out = '{';
+  for (const k of keys) {
+    if (k.length > LIMITS.maxKey) return null;
+    let s: string | null;
+    if (SECRET_NAME.test(k)) {
+      s = JSON.stringify(REDACTED);
+    } else {
+      const x = (v as Record<string, unknown>)[k];
+      if (x === undefined) continue;
+      s = fastJson(x, depth + 1);
+      if (s === null) return null;
+    }
+    out += (out.length === 1 ? '' : ',') + JSON.stringify(k) + ':' + s;
+  }
+  return out + '}';
+}
+const asTree = (v: unknown): string | null => fastJson(v, 1);
 
 /** Appends `"name":json` to a segment. */
 function add(seg: string, name: string, json: string | null): string {
@@ -310,9 +367,9 @@ function requestSegments(ev: unknown): BodySegments | null {
   for (const k of Object.keys(e)) if (!REQUEST_FIELDS.has(k)) return null;
   // Canonical order: context, decision, details | identity, key, latencyMs, op, peer,
   // plane | requestId, result | (seq, ts) | type.
-  let s0 = add('', 'context', field(e.context, none));
+  let s0 = add('', 'context', field(e.context, asTree));
   s0 = add(s0, 'decision', field(e.decision, asDecision));
-  s0 = add(s0, 'details', field(e.details, none));
+  s0 = add(s0, 'details', field(e.details, asTree));
   let s1 = add('', 'identity', field(e.identity, asIdentity));
   s1 = add(s1, 'key', field(e.key, asKey));
   s1 = add(s1, 'latencyMs', field(e.latencyMs, asNumber));

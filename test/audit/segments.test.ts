@@ -1,6 +1,12 @@
 import t from 'tap';
-import { bodySegments, chainLine, hashAndLine, recordHash } from '../../src/audit/canonical.js';
-import { eventSegments, sanitizeEvent } from '../../src/audit/record.js';
+import {
+  bodySegments,
+  canonicalJson,
+  chainLine,
+  hashAndLine,
+  recordHash,
+} from '../../src/audit/canonical.js';
+import { eventSegments, fastJson, sanitizeEvent, sanitizeValue } from '../../src/audit/record.js';
 
 const base = {
   type: 'request',
@@ -55,6 +61,38 @@ const variants: Array<[string, unknown]> = [
   ['a function member', { ...base, details: () => 1 }],
   ['a Date member', { ...base, details: { at: new Date(0) } }],
   ['plane missing', { ...base, plane: undefined }],
+  [
+    'batch details',
+    {
+      ...base,
+      details: {
+        itemCount: 3,
+        items: [
+          { i: 0, code: 'OK', key: 'demo', version: 1, rule: 'binding:0', envelope: 'ab' },
+          { i: 1, code: 'KEY_NOT_FOUND', key: 'x' },
+          { i: 2, code: 'INVALID_CIPHERTEXT' },
+        ],
+      },
+    },
+  ],
+  [
+    'details with holes, undefined and functions in arrays',
+    // eslint-disable-next-line no-sparse-arrays -- a hole on purpose: the sanitizer makes it null
+    { ...base, details: { a: [1, , undefined, () => 1] } },
+  ],
+  ['details with a long key', { ...base, details: { ['k'.repeat(65)]: 1, ['k'.repeat(64)]: 2 } }],
+  [
+    'details with too many entries',
+    { ...base, details: Object.fromEntries(Array.from({ length: 70 }, (_, i) => [`k${i}`, i])) },
+  ],
+  ['details with a long array', { ...base, details: { a: Array.from({ length: 70 }, (_, i) => i) } }],
+  ['details with integer-like keys', { ...base, details: { 10: 'a', 9: 'b', b: 'c', A: 'd' } }],
+  ['details with a null prototype', { ...base, details: Object.assign(Object.create(null), { z: 1, a: 2 }) }],
+  ['details with a secret-named undefined member', { ...base, details: { secret: undefined, pin: 12 } }],
+  ['details with a bigint', { ...base, details: { n: 10n } }],
+  ['details with a Date in an array', { ...base, details: { at: [new Date(0)] } }],
+  ['details deep to the limit', { ...base, details: { a: { b: { c: { d: { e: 1 } } } } } }],
+  ['context with a non-string value', { ...base, context: { n: 1, s: ['x'] } }],
   ['an unknown top-level field', { ...base, extra: 'x' }],
   ['a writer field', { ...base, seq: 99, hash: 'h' }],
   ['a secret-named top-level field', { ...base, pin: '0000' }],
@@ -99,4 +137,28 @@ t.test('chainLine gives the bytes and hash of the whole record', async (t) => {
 t.test('bodySegments refuses the writer fields', async (t) => {
   for (const k of ['hash', 'prev', 'seq', 'ts'])
     t.throws(() => bodySegments({ type: 'x', [k]: 1 }), TypeError, k);
+});
+
+t.test('the direct route covers the shapes the pipeline builds (it does not fall back)', async (t) => {
+  const batch = (variants.find(([w]) => w === 'batch details')![1] as { details: unknown }).details;
+  for (const v of [
+    batch,
+    { envelope: 'ab' },
+    { dekLength: 32, rewrap: false },
+    { reason: 'r' },
+    [1, 'x', null],
+  ]) {
+    const fast = fastJson(v, 1);
+    t.not(fast, null, JSON.stringify(v));
+    t.equal(fast, canonicalJson(sanitizeValue(v, 1)), JSON.stringify(v));
+  }
+  for (const v of [
+    { at: new Date(0) },
+    { b: Buffer.from('x') },
+    () => 1,
+    1n,
+    { a: { b: { c: { d: { e: { f: 1 } } } } } },
+  ]) {
+    t.equal(fastJson(v, 1), null, 'falls back');
+  }
 });
