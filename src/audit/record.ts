@@ -268,8 +268,9 @@ function field(v: unknown, fast: (v: unknown) => string | null): string | null {
 }
 
 const asString = (v: unknown): string | null => (typeof v === 'string' ? jsonString(v) : null);
+// For a finite number, String() and JSON.stringify() agree (both print -0 as 0).
 const asNumber = (v: unknown): string | null =>
-  typeof v === 'number' ? (Number.isFinite(v) ? JSON.stringify(v) : 'null') : null;
+  typeof v === 'number' ? (Number.isFinite(v) ? String(v) : 'null') : null;
 const asIdentity = (v: unknown): string | null =>
   v === null
     ? 'null'
@@ -347,6 +348,44 @@ export function fastJson(v: unknown, depth: number): string | null {
 }
 const asTree = (v: unknown): string | null => fastJson(v, 1);
 
+/** Members of a batch item row (pipeline.ts batchAuditEvents), in canonical order. */
+const ROW_FIELDS = ['code', 'envelope', 'i', 'key', 'rule', 'version'] as const;
+const ROW_PREFIXES = ROW_FIELDS.map((k) => `"${k}":`);
+
+/** One batch item row of string and number members among ROW_FIELDS, or null. */
+function asRow(v: unknown): string | null {
+  if (v === null || typeof v !== 'object' || Object.getPrototypeOf(v) !== Object.prototype) return null;
+  const r = v as Record<string, unknown>;
+  let out = '{';
+  let n = 0;
+  for (let j = 0; j < ROW_FIELDS.length; j++) {
+    const x = r[ROW_FIELDS[j]!];
+    if (x === undefined) continue;
+    const s = typeof x === 'string' ? jsonString(x) : asNumber(x);
+    if (s === null) return null;
+    out += n === 0 ? ROW_PREFIXES[j]! + s : ',' + ROW_PREFIXES[j]! + s;
+    n++;
+  }
+  return Object.keys(r).length === n ? out + '}' : null;
+}
+
+/** Details of a batch record, `{ items: rows, itemCount }`; anything else as a plain tree. */
+const asDetails = (v: unknown): string | null => {
+  if (hasExactly(v, 'items', 'itemCount') && Array.isArray(v.items) && v.items.length <= LIMITS.maxEntries) {
+    const count = asNumber(v.itemCount);
+    if (count === null) return null;
+    const rows = v.items as unknown[];
+    let out = '[';
+    for (let i = 0; i < rows.length; i++) {
+      const row = asRow(rows[i]) ?? fastJson(rows[i], 3);
+      if (row === null) return null;
+      out += i === 0 ? row : ',' + row;
+    }
+    return `{"itemCount":${count},"items":${out}]}`;
+  }
+  return fastJson(v, 1);
+};
+
 /** Appends `"name":json` to a segment. */
 function add(seg: string, name: string, json: string | null): string {
   if (json === null) return seg;
@@ -369,7 +408,7 @@ function requestSegments(ev: unknown): BodySegments | null {
   // plane | requestId, result | (seq, ts) | type.
   let s0 = add('', 'context', field(e.context, asTree));
   s0 = add(s0, 'decision', field(e.decision, asDecision));
-  s0 = add(s0, 'details', field(e.details, asTree));
+  s0 = add(s0, 'details', field(e.details, asDetails));
   let s1 = add('', 'identity', field(e.identity, asIdentity));
   s1 = add(s1, 'key', field(e.key, asKey));
   s1 = add(s1, 'latencyMs', field(e.latencyMs, asNumber));

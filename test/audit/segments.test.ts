@@ -76,6 +76,31 @@ const variants: Array<[string, unknown]> = [
     },
   ],
   [
+    'batch rows of other shapes',
+    {
+      ...base,
+      details: {
+        itemCount: '3',
+        items: [
+          Object.assign(Object.create(null), { i: 0, code: 'OK' }),
+          { i: 1, code: 'OK', extra: { a: 1 } },
+          { i: 2, code: undefined, key: 'k' },
+          { i: Number.NaN, code: true, version: -0 },
+          { i: 4, code: 'x'.repeat(2000), rule: 'r"\\' },
+        ],
+      },
+    },
+  ],
+  ['batch count not a number', { ...base, details: { itemCount: '3', items: [] } }],
+  [
+    'batch of too many items',
+    {
+      ...base,
+      details: { itemCount: 70, items: Array.from({ length: 70 }, (_, i) => ({ i, code: 'OK' })) },
+    },
+  ],
+  ['batch items not an array', { ...base, details: { itemCount: 1, items: { 0: { i: 0 } } } }],
+  [
     'details with holes, undefined and functions in arrays',
     // eslint-disable-next-line no-sparse-arrays -- a hole on purpose: the sanitizer makes it null
     { ...base, details: { a: [1, , undefined, () => 1] } },
