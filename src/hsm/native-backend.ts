@@ -192,16 +192,29 @@ export class NativeBackend implements HsmBackend {
       this.submitGroup(all, first);
       return;
     }
-    const groups = new Map<number | undefined, PendingOp[]>();
-    for (const p of all) {
-      const g = groups.get(p.timeoutMs);
-      if (g === undefined) groups.set(p.timeoutMs, [p]);
-      else g.push(p);
+    // Clients set their own deadlines, so their timeouts rarely match to the millisecond.
+    // Items still share a submission when their timeouts are close: a group runs under
+    // its smallest timeout and takes in items whose own is at most 10% + 10 ms longer. An
+    // item may so give up that much of its budget for the HSM step, never more; its
+    // deadline is still honoured (the step ends no later than it would have).
+    const untimed: PendingOp[] = [];
+    const timed: PendingOp[] = [];
+    for (const p of all) (p.timeoutMs === undefined ? untimed : timed).push(p);
+    if (untimed.length > 0) this.submitGroupOrAlone(untimed, undefined);
+    timed.sort((x, y) => x.timeoutMs! - y.timeoutMs!);
+    for (let i = 0; i < timed.length;) {
+      const min = timed[i]!.timeoutMs!;
+      const limit = min * 1.1 + 10;
+      let j = i + 1;
+      while (j < timed.length && timed[j]!.timeoutMs! <= limit) j++;
+      this.submitGroupOrAlone(timed.slice(i, j), min);
+      i = j;
     }
-    for (const [timeoutMs, group] of groups) {
-      if (group.length === 1) this.submitAlone(group[0]!);
-      else this.submitGroup(group, timeoutMs);
-    }
+  }
+
+  private submitGroupOrAlone(group: PendingOp[], timeoutMs: number | undefined): void {
+    if (group.length === 1) this.submitAlone(group[0]!);
+    else this.submitGroup(group, timeoutMs);
   }
 
   private submitGroup(group: PendingOp[], timeoutMs: number | undefined): void {

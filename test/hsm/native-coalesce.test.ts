@@ -12,8 +12,8 @@ const tok = await createTestToken('coalesce');
 t.teardown(() => tok.cleanup());
 const kek: KeyRef = { id: Buffer.from('kek'), cls: 'secret' };
 
-/** Counts the native submissions (and their sizes) behind the backend. */
-function countSubmits(hsm: NativeBackend): number[] {
+/** Counts the native submissions (and their sizes, and timeouts into `timeouts`) behind the backend. */
+function countSubmits(hsm: NativeBackend, timeouts: Array<number | undefined> = []): number[] {
   const holder = hsm as unknown as {
     raw: { submit: (ops: unknown[], timeoutMs?: number) => Promise<unknown> };
   };
@@ -24,6 +24,7 @@ function countSubmits(hsm: NativeBackend): number[] {
       if (prop === 'submit') {
         return (ops: unknown[], timeoutMs?: number) => {
           sizes.push(ops.length);
+          timeouts.push(timeoutMs);
           return target.submit(ops, timeoutMs);
         };
       }
@@ -133,16 +134,24 @@ t.test('an op the module refuses to parse is refused alone; the others still run
   t.ok((r[1] as PromiseRejectedResult).reason instanceof TypeError, 'the parse error of that op');
 });
 
-t.test('different timeouts go in different submissions', async (t) => {
+t.test('close timeouts share a submission under the smallest; distant ones do not', async (t) => {
   const hsm = await open();
   t.teardown(() => hsm.close());
-  const sizes = countSubmits(hsm);
-  await Promise.all([
-    hsm.run({ op: 'random', length: 8 }, { timeoutMs: 1000 }),
-    hsm.run({ op: 'random', length: 8 }, { timeoutMs: 2000 }),
-    hsm.run({ op: 'random', length: 8 }, { timeoutMs: 1000 }),
+  const timeouts: Array<number | undefined> = [];
+  const sizes = countSubmits(hsm, timeouts);
+  const random = (timeoutMs: number) => hsm.run({ op: 'random', length: 8 }, { timeoutMs });
+  // Deadlines as clients send them: 1000..1099 ms (within 10% + 10 ms of 1000), then 2000 and 2001.
+  const results = await Promise.all([
+    ...Array.from({ length: 20 }, (_, i) => random(1000 + i * 5)),
+    random(2001),
+    random(2000),
   ]);
-  t.same([...sizes].sort(), [1, 2]);
+  t.equal(results.length, 22);
+  for (const r of results) t.equal(r.bytes.length, 8);
+  t.same([...sizes].sort(), [2, 20], 'two submissions: the 20 close ones and the 2 distant ones');
+  t.same([...timeouts].sort(), [1000, 2000], 'each runs under its smallest timeout');
+  await Promise.all([random(1000), random(1111)]);
+  t.same(sizes.slice(2), [1, 1], '1111 ms is more than 10% + 10 ms above 1000 ms: alone');
 });
 
 t.test('a full queue answers each caller as if it had submitted alone', async (t) => {
