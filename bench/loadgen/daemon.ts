@@ -37,7 +37,10 @@ function daemonEnv(home: string, overrides: Record<string, string>): NodeJS.Proc
 
 export async function startDaemon(home: string, overrides: Record<string, string> = {}): Promise<Daemon> {
   const main = join(repoRoot(), 'dist', 'src', 'cli', 'main.js');
-  const child: ChildProcess = spawn(process.execPath, [main, 'serve'], {
+  // HYOKD_BENCH_DAEMON_NODE_ARGS: extra node flags for the daemon only (e.g. `--cpu-prof
+  // --cpu-prof-dir=/tmp/prof`, which NODE_OPTIONS does not accept).
+  const nodeArgs = (process.env.HYOKD_BENCH_DAEMON_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, main, 'serve'], {
     env: daemonEnv(home, overrides),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
