@@ -20,6 +20,7 @@
 //   depends on the time (expiry is judged by the caller from rotation.expiresAt).
 
 import { randomUUID } from 'node:crypto';
+import { closeSync, constants as fsConstants, openSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { StoreCodes, StoreError } from './errors.js';
@@ -79,6 +80,7 @@ export function storePathIn(dataDir: string): string {
 
 /** Opens (creating if needed) and migrates the store. Throws SCHEMA_TOO_NEW for a newer file. */
 export function openSqliteStore(options: SqliteStoreOptions): SqliteMetadataStore {
+  createPrivate(options.path);
   const db = new Database(options.path, { timeout: options.busyTimeoutMs ?? 5000 });
   try {
     db.pragma(`busy_timeout = ${Math.max(0, Math.floor(options.busyTimeoutMs ?? 5000))}`);
@@ -98,6 +100,20 @@ export function openSqliteStore(options: SqliteStoreOptions): SqliteMetadataStor
     throw err;
   }
   return new SqliteMetadataStore(db, options.clock ?? Date.now);
+}
+
+/**
+ * A new store file is created empty with mode 0600 before SQLite opens it (an empty file
+ * is an empty database), so it is not world-readable under the usual umask; SQLite gives
+ * its -wal and -shm files the database file's mode. An existing file keeps its mode.
+ */
+function createPrivate(path: string): void {
+  if (path === ':memory:' || path === '' || path.startsWith('file:')) return;
+  try {
+    closeSync(openSync(path, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL, 0o600));
+  } catch {
+    // It exists (kept as it is), or cannot be made here: SQLite's open reports that.
+  }
 }
 
 /** Applies pending migrations; exported for tests and the CLI (`hyokd store migrate`). */

@@ -1,6 +1,6 @@
 // SQLite-specific behaviour: pragmas, migrations of an old file, refusing a newer schema,
 // database-level guards, and two instances on one file.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -30,6 +30,24 @@ t.test('opens a real file in WAL mode at the latest schema', async (t) => {
     MIGRATIONS.map((m) => m.version),
   );
 });
+
+t.test(
+  'a new store file and its WAL are private to the owner; an existing file keeps its mode',
+  async (t) => {
+    const path = storePathIn(freshDir());
+    const store = openSqliteStore({ path });
+    t.equal(statSync(path).mode & 0o777, 0o600, 'database file');
+    for (const side of [`${path}-wal`, `${path}-shm`]) {
+      if (existsSync(side)) t.equal(statSync(side).mode & 0o777, 0o600, side.slice(-4));
+    }
+    await store.close();
+    const other = storePathIn(freshDir());
+    writeFileSync(other, '');
+    chmodSync(other, 0o640);
+    await openSqliteStore({ path: other }).close();
+    t.equal(statSync(other).mode & 0o777, 0o640, "an operator's choice is kept");
+  },
+);
 
 t.test('migrations are ordered and strictly increasing from 1', async (t) => {
   MIGRATIONS.forEach((m, i) => t.equal(m.version, i + 1, m.name));
