@@ -207,6 +207,18 @@ export const ERRORS = {
     retriable: false,
     message: 'The backup belongs to another security domain',
   },
+  DOMAIN_BOUND: {
+    grpc: S.FAILED_PRECONDITION,
+    http: 409,
+    retriable: false,
+    message: 'This hyokd is already bound to a security domain',
+  },
+  DOMAIN_NOT_BOUND: {
+    grpc: S.FAILED_PRECONDITION,
+    http: 400,
+    retriable: false,
+    message: 'No security domain is bound to this hyokd (run domain init or domain join first)',
+  },
   DOWNGRADE: {
     grpc: S.FAILED_PRECONDITION,
     http: 400,

@@ -1328,7 +1328,7 @@ export class KeyService implements KeyResolver {
     backupKeyId: string,
   ): Promise<{ domainId: string; backupKeyId: string }> {
     if (!/^(?:[0-9a-f]{2})+$/.test(backupKeyId)) throw invalid('backupKeyId must be lowercase hex');
-    if (await this.#store.getDomain()) throw invalid('this store is already bound to a security domain');
+    if (await this.#store.getDomain()) throw err('DOMAIN_BOUND');
     const handles = await this.#findKeyObjects([backupKeyId], ['secret']);
     if (handles.length !== 1) throw err('KEY_NOT_FOUND');
     try {
@@ -1350,7 +1350,7 @@ export class KeyService implements KeyResolver {
   async backupKey(name: string): Promise<{ backup: Buffer; securityDomain: string }> {
     checkName(name);
     const domain = await this.#domain();
-    if (!domain) throw invalid('no security domain is bound to this store (initDomain first)');
+    if (!domain) throw err('DOMAIN_NOT_BOUND');
     return this.#locked(name, async () => {
       const key = await this.#mustLive(name);
       const versions = await this.#store.listVersions(name);

@@ -62,8 +62,7 @@ async function setup(t: Parameters<typeof makePki>[0]) {
         return { domain: DOMAIN, created };
       },
       JoinSecurityDomain: (req) => {
-        if (bound)
-          throw toGrpcError(new HyokError('INVALID_REQUEST', { params: { detail: 'already bound' } }));
+        if (bound) throw toGrpcError(new HyokError('DOMAIN_BOUND'));
         bound = true;
         return { domain: { ...DOMAIN, domainId: req.domainId, backupKeyId: req.backupKeyId } };
       },
@@ -636,7 +635,7 @@ t.test('domain show, init, join', async (t) => {
     env,
   });
   t.equal(joined.code, 1, 'the server refuses: already bound');
-  t.match(joined.stderr, /INVALID_REQUEST/);
+  t.match(joined.stderr, /DOMAIN_BOUND/);
   t.match(server.calls.JoinSecurityDomain![0], { domainId: 'd-2', backupKeyId: 'ff00' });
 
   for (const [argv, msg] of [

@@ -27,7 +27,7 @@ async function code(p: Promise<unknown>): Promise<string> {
 
 t.test('no domain: backup refused', async (t) => {
   await keys.createKey({ name: 'early', kind: 'aes-256', backupable: true });
-  t.equal(await code(keys.backupKey('early')), 'INVALID_REQUEST');
+  t.equal(await code(keys.backupKey('early')), 'DOMAIN_NOT_BOUND');
 });
 
 // Set by the next subtest (subtests run in order; a top-level await would race the first).
@@ -173,4 +173,10 @@ t.test('another domain (own store and token) refuses the blob', async (t) => {
   t.equal(await code(keys3.joinDomain(domain.domainId, 'ffff')), 'KEY_NOT_FOUND');
   await keys3.joinDomain(domain.domainId, domain.backupKeyId);
   t.equal((await keys3.restoreKey(backup)).name, 'tp');
+  t.equal(await code(keys3.joinDomain(domain.domainId, domain.backupKeyId)), 'DOMAIN_BOUND', 'join twice');
+  t.equal(
+    await code(keys2.joinDomain(domain.domainId, domain.backupKeyId)),
+    'DOMAIN_BOUND',
+    'join after init',
+  );
 });

@@ -33,7 +33,8 @@ t.test('GetSecurityDomain before any domain: unset', async (t) => {
   const g = await call<{ domain: Domain | null }>(a, 'GetSecurityDomain', {});
   t.equal(g.domain, null);
   const [e] = await settle(call(a, 'BackupKey', { name: 'demo' }));
-  t.equal(reasonOf(e), 'INVALID_REQUEST', 'no backup without a domain');
+  t.equal(e?.code, 9, 'FAILED_PRECONDITION');
+  t.equal(reasonOf(e), 'DOMAIN_NOT_BOUND', 'no backup without a domain');
 });
 
 let domain: Domain;
@@ -72,8 +73,8 @@ t.test('JoinSecurityDomain on a bound store is refused and changes nothing', asy
   const [e] = await settle(
     call(a, 'JoinSecurityDomain', { domainId: 'another-domain', backupKeyId: domain.backupKeyId }),
   );
-  t.equal(e?.code, 3);
-  t.equal(reasonOf(e), 'INVALID_REQUEST');
+  t.equal(e?.code, 9, 'FAILED_PRECONDITION');
+  t.equal(reasonOf(e), 'DOMAIN_BOUND');
   t.equal((await h.store.getDomain())?.domainId, domain.domainId);
 });
 
