@@ -11,10 +11,11 @@ export interface StoreFactoryOptions {
 }
 export type StoreFactory = (opts: StoreFactoryOptions) => Promise<MetadataStore> | MetadataStore;
 
-const DAY = 86_400_000;
-const T0 = Date.UTC(2026, 0, 1);
+export const DAY = 86_400_000;
+export const T0 = Date.UTC(2026, 0, 1);
 
-function aesKey(name: string, ckaId: string, extra: Partial<NewKey> = {}): NewKey {
+/** A new AES key record for the store tests (its first version's CKA_ID and label given). */
+export function aesKey(name: string, ckaId: string, extra: Partial<NewKey> = {}): NewKey {
   return {
     name,
     kind: 'aes-256',

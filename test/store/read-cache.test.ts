@@ -10,6 +10,7 @@ import { StoreCodes } from '../../src/store/errors.js';
 import { DEFAULT_KEY_CACHE_ENTRIES, KeyReadCache } from '../../src/store/key-read-cache.js';
 import { openSqliteStore, storePathIn, type SqliteMetadataStore } from '../../src/store/sqlite-store.js';
 import type { NewKey } from '../../src/store/types.js';
+import { aesKey as baseKey, DAY, T0 } from './conformance.js';
 
 const root = mkdtempSync(join(tmpdir(), 'hyokd-read-cache-'));
 t.teardown(() => rmSync(root, { recursive: true, force: true }));
@@ -19,21 +20,13 @@ const freshPath = (): string => storePathIn(mkdtempSync(join(root, `d${n++}-`)))
 /** Lets the event loop reach its check phase: the cache's once-per-turn flag resets. */
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
-const DAY = 86_400_000;
-const T0 = Date.UTC(2026, 0, 1);
-
+/** The conformance suite's key, with tags and a rotation policy to see in cached reads. */
 function aesKey(name: string, ckaId: string, extra: Partial<NewKey> = {}): NewKey {
-  return {
-    name,
-    kind: 'aes-256',
-    operations: ['wrapKey', 'unwrapKey'],
-    origin: 'generated',
-    retentionDays: 7,
+  return baseKey(name, ckaId, {
     tags: { team: 'a' },
     rotation: { rotationPeriodDays: 30, expiresAt: T0 + 100 * DAY },
-    firstVersion: { ckaId, hsmLabel: `${name}-v1` },
     ...extra,
-  };
+  });
 }
 
 function open(
