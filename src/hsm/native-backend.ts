@@ -34,7 +34,7 @@ export interface NativeBackendOptions {
   queueCapacity?: number;
   /** Use session-object copies of hot AES keys (faster on SoftHSM2; see README). */
   sessionObjectCopies?: boolean;
-  /** Default deadline for an item to start, in milliseconds. */
+  /** Most time an item may wait to start, in milliseconds (a caller's `timeoutMs` can only shorten it). */
   opTimeoutMs?: number;
   /**
    * Give each HsmError the stack of the synchronous call that submitted the op, by
@@ -143,7 +143,12 @@ export class NativeBackend implements HsmBackend {
     const single = Array.isArray(ops) && ops.length === 1;
     if (Array.isArray(ops) && ops.length === 0) return [];
     const site = (this.captureOption ?? NativeBackend.captureCallSites) ? new Error() : undefined;
-    const timeoutMs = opts?.timeoutMs ?? this.opTimeoutMs;
+    // The configured op timeout bounds every item, also under a client's longer deadline.
+    const asked = opts?.timeoutMs;
+    const timeoutMs =
+      asked === undefined || (this.opTimeoutMs !== undefined && this.opTimeoutMs < asked)
+        ? this.opTimeoutMs
+        : asked;
     let raw: RawItem[];
     try {
       // Single ops (one per unary request) wait for the end of this event-loop turn and

@@ -264,6 +264,31 @@ t.test('items past their deadline are not started', async (t) => {
   t.ok(res.every((r) => r.ok || r.error.code === 'HYOKD_DEADLINE_EXCEEDED'));
 });
 
+t.test('the configured op timeout bounds a longer caller deadline', async (t) => {
+  // Samples on a roomy backend (token objects: they outlive it), and the caller's shorter
+  // deadline still applying under a longer configured bound.
+  const roomy = await tok.open({ sessions: 1, queueCapacity: 10000, opTimeoutMs: 60_000 });
+  await setup(roomy);
+  const pool = await samples(roomy, 100);
+  const ops: Op[] = [];
+  for (let i = 0; i < 40; i++)
+    for (const s of pool)
+      ops.push({ op: 'decrypt', key: kek, iv: s.iv, ciphertext: s.ciphertext, aad: s.aad });
+  const shortened = await roomy.batch(ops, { timeoutMs: 1 });
+  t.ok(
+    shortened.some((r) => !r.ok && r.error.code === 'HYOKD_DEADLINE_EXCEEDED'),
+    'a 1 ms caller deadline applies under a 60 s bound',
+  );
+  await roomy.close();
+
+  const hsm = await tok.open({ sessions: 1, queueCapacity: 10000, opTimeoutMs: 1 });
+  t.teardown(() => hsm.close());
+  const res = await hsm.batch(ops, { timeoutMs: 60_000 });
+  const late = res.filter((r) => !r.ok && r.error.code === 'HYOKD_DEADLINE_EXCEEDED');
+  t.ok(late.length > 0, `${late.length} of ${res.length} refused after 1 ms despite a 60 s deadline`);
+  t.ok(res.every((r) => r.ok || r.error.code === 'HYOKD_DEADLINE_EXCEEDED'));
+});
+
 t.test('close() with work in flight drains, neither hangs nor crashes', async (t) => {
   const hsm = await tok.open({ sessions: 2, queueCapacity: 10000 });
   await setup(hsm);
