@@ -172,7 +172,8 @@ async function main(): Promise<void> {
   out.push(`  audit directory on the temp dir's filesystem (fsync is real there, not tmpfs)`);
   out.push(
     `  generator: ${shape.workers} worker threads x ${shape.connections} node:http2 connections, pre-encoded frames;` +
-      ` unary ${shape.inflight} and batch ${shape.batchInflight} calls in flight per connection`,
+      ` unary ${shape.inflight} and batch ${shape.batchInflight} calls in flight per connection,` +
+      ` ${shape.deadlineMs > 0 ? `grpc-timeout ${shape.deadlineMs} ms` : 'no grpc-timeout'} on each`,
   );
   out.push(
     `  each round, each side: start a daemon, ${timing.quick ? 0.3 : 1} s of unary and of batch load untimed, measure both, stop it`,

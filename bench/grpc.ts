@@ -194,6 +194,9 @@ async function main(): Promise<void> {
       `batch ${shape.batchInflight} x ${BATCH_SIZE} DEKs per connection; stream: 1 stream per connection, ${shape.streamWindow} unwraps in flight each`,
   );
   out.push(
+    `  deadlines: every echo/unary/batch call carries ${shape.deadlineMs > 0 ? `grpc-timeout ${shape.deadlineMs} ms` : 'no grpc-timeout'} (HYOKD_BENCH_DEADLINE_MS)`,
+  );
+  out.push(
     `  ${ENVELOPES} distinct envelopes (GenerateDataKey, 32-byte DEK, 16-byte AAD, ${envelopeBytes}-byte envelope); Echo payload 100 bytes`,
   );
   out.push(

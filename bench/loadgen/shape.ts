@@ -4,6 +4,8 @@
 //   HYOKD_BENCH_INFLIGHT      unary/echo calls in flight per connection (default 16)
 //   HYOKD_BENCH_BATCH_INFLIGHT  BatchUnwrap calls in flight per connection (default 4)
 //   HYOKD_BENCH_STREAM_WINDOW messages in flight per UnwrapStream (default 128; one stream per connection)
+//   HYOKD_BENCH_DEADLINE_MS   grpc-timeout of each unary and batch call (default 30000, as a client
+//                             would set one; 0 sends none)
 // and the duration knobs of bench/lib/timing.ts. QUICK=1 is accepted as a synonym of
 // HYOKD_BENCH_QUICK=1.
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -22,6 +24,7 @@ export interface Shape {
   inflight: number;
   batchInflight: number;
   streamWindow: number;
+  deadlineMs: number;
 }
 
 function int(name: string, fallback: number, max: number): number {
@@ -41,6 +44,8 @@ export function shapeFromEnv(): Shape {
     inflight: int('HYOKD_BENCH_INFLIGHT', 16, 1024),
     batchInflight: int('HYOKD_BENCH_BATCH_INFLIGHT', 4, 256),
     streamWindow: int('HYOKD_BENCH_STREAM_WINDOW', 128, 256),
+    deadlineMs:
+      process.env.HYOKD_BENCH_DEADLINE_MS === '0' ? 0 : int('HYOKD_BENCH_DEADLINE_MS', 30_000, 99_999_999),
   };
 }
 
@@ -78,6 +83,7 @@ export function loadSpec(
     maxOutstanding: 2000,
     warmupMs: timing.warmup * 1000,
     measureMs: timing.seconds * 1000,
+    deadlineMs: shape.deadlineMs,
     captureEvery: kind === 'batch' ? 7 : 97,
     maxCaptures: 20,
   };

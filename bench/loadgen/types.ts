@@ -33,6 +33,8 @@ export interface WorkerJob {
   maxOutstanding: number;
   warmupMs: number;
   measureMs: number;
+  /** grpc-timeout of each unary/batch call in ms (0: none). */
+  deadlineMs: number;
   /** Keep the response of every N-th completed call (or stream message) for the DEK check. */
   captureEvery: number;
   maxCaptures: number;

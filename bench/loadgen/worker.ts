@@ -13,11 +13,14 @@ const DRAIN_TIMEOUT_MS = 5000;
 const job = workerData as WorkerJob;
 const port = parentPort!;
 const frames = job.frames.map((f) => Buffer.from(f.buffer, f.byteOffset, f.byteLength));
-const headers = {
+// Unary and batch calls carry a deadline, as real clients' calls do (the server then
+// passes each call's remaining time to the HSM step); streams run for the whole case.
+const headers: Record<string, string> = {
   ':method': 'POST',
   ':path': job.path,
   'content-type': 'application/grpc',
   te: 'trailers',
+  ...(job.kind !== 'stream' && job.deadlineMs > 0 ? { 'grpc-timeout': `${job.deadlineMs}m` } : {}),
 };
 
 /** Epoch-aligned milliseconds, comparable across threads. */
