@@ -36,6 +36,15 @@ interface Sample {
   ciphertext: Buffer;
 }
 
+/** Decrypts of every sample, `rounds` times over: a batch long enough to queue. */
+function decrypts(pool: Sample[], rounds: number): Op[] {
+  const ops: Op[] = [];
+  for (let i = 0; i < rounds; i++)
+    for (const s of pool)
+      ops.push({ op: 'decrypt', key: kek, iv: s.iv, ciphertext: s.ciphertext, aad: s.aad });
+  return ops;
+}
+
 async function samples(hsm: HsmBackend, n: number): Promise<Sample[]> {
   const out: Sample[] = [];
   const ops: Op[] = [];
@@ -254,10 +263,7 @@ t.test('items past their deadline are not started', async (t) => {
   t.teardown(() => hsm.close());
   await setup(hsm);
   const pool = await samples(hsm, 100);
-  const ops: Op[] = [];
-  for (let i = 0; i < 40; i++)
-    for (const s of pool)
-      ops.push({ op: 'decrypt', key: kek, iv: s.iv, ciphertext: s.ciphertext, aad: s.aad });
+  const ops = decrypts(pool, 40);
   const res = await hsm.batch(ops, { timeoutMs: 1 });
   const late = res.filter((r) => !r.ok && r.error.code === 'HYOKD_DEADLINE_EXCEEDED');
   t.ok(late.length > 0, `${late.length} of ${res.length} refused after the deadline`);
@@ -270,10 +276,7 @@ t.test('the configured op timeout bounds a longer caller deadline', async (t) =>
   const roomy = await tok.open({ sessions: 1, queueCapacity: 10000, opTimeoutMs: 60_000 });
   await setup(roomy);
   const pool = await samples(roomy, 100);
-  const ops: Op[] = [];
-  for (let i = 0; i < 40; i++)
-    for (const s of pool)
-      ops.push({ op: 'decrypt', key: kek, iv: s.iv, ciphertext: s.ciphertext, aad: s.aad });
+  const ops = decrypts(pool, 40);
   const shortened = await roomy.batch(ops, { timeoutMs: 1 });
   t.ok(
     shortened.some((r) => !r.ok && r.error.code === 'HYOKD_DEADLINE_EXCEEDED'),
