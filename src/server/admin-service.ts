@@ -886,15 +886,15 @@ export function createAdminService(opts: AdminServiceOptions): UntypedServiceImp
       decidedBy: ex.decision.rule,
     };
     if (keyName) ctx.details.keyName = keyName;
-    const q = quorumOpFor(operation, keyName);
-    const need = q ? quorum.requirement(q) : { required: false, approvals: 0 };
+    const held = quorumOpsFor(operation, keyName).filter((op) => quorum.requirement(op).required);
     return {
       allowed: ex.decision.allowed,
       decidedBy: ex.decision.rule,
       explanation: ex.decision.explanation,
-      quorumRequired: need.required,
-      quorumApprovals: need.approvals,
+      quorumRequired: held.length > 0,
+      quorumApprovals: held.length > 0 ? quorum.requirement(held[0]!).approvals : 0,
       trace: ex.steps.map((s) => ({ rule: s.rule, matched: s.matched, note: s.detail })),
+      quorumOperations: held,
     };
   });
 
@@ -924,28 +924,28 @@ export function createAdminService(opts: AdminServiceOptions): UntypedServiceImp
   } as unknown as UntypedServiceImplementation;
 }
 
-/** The quorum operation a permission stands for in ExplainPolicy (null: none or ambiguous). */
-function quorumOpFor(permission: string, keyName: string | undefined): QuorumOperation | null {
-  switch (permission) {
-    case 'create':
-      return 'CreateKey';
-    case 'delete':
-      return 'DeleteKey';
-    case 'purge':
-      return 'PurgeKey';
-    case 'recover':
-      return 'RecoverKey';
-    case 'backup':
-      return 'BackupKey';
-    case 'restore':
-      return 'RestoreKey';
-    case 'import':
-      return keyName === undefined ? null : 'ImportKey';
-    case 'update':
-      return keyName === undefined ? 'SetPolicy' : null;
-    default:
-      return null;
-  }
+/**
+ * The quorum operations (KeyAdmin RPCs) that need `permission`, on a key or key-less:
+ * what ExplainPolicy answers for. Mirrors the authorize/gate pairs of the handlers above
+ * (test/server/admin-quorum.test.ts holds each one and checks this table).
+ */
+const QUORUM_OPS_BY_PERMISSION: Record<string, { key: QuorumOperation[]; keyless: QuorumOperation[] }> = {
+  create: { key: ['CreateKey'], keyless: [] },
+  update: { key: ['RotateKey', 'EnablePurgeProtection', 'DisableProtectedKey'], keyless: ['SetPolicy'] },
+  delete: { key: ['DeleteKey'], keyless: [] },
+  recover: { key: ['RecoverKey'], keyless: [] },
+  purge: { key: ['PurgeKey'], keyless: [] },
+  import: { key: ['AdoptKey', 'ImportKey'], keyless: [] },
+  backup: { key: ['BackupKey'], keyless: [] },
+  restore: { key: [], keyless: ['RestoreKey', 'InitSecurityDomain', 'JoinSecurityDomain'] },
+};
+
+function quorumOpsFor(permission: string, keyName: string | undefined): QuorumOperation[] {
+  const row = Object.hasOwn(QUORUM_OPS_BY_PERMISSION, permission)
+    ? QUORUM_OPS_BY_PERMISSION[permission]
+    : undefined;
+  if (!row) return [];
+  return keyName === undefined ? row.keyless : row.key;
 }
 
 /** KeyAdmin ready for HyokServer.start({ services: [...] }). */

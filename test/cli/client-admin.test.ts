@@ -153,6 +153,7 @@ async function setup(t: Parameters<typeof makePki>[0]) {
         explanation: `denied: ${req.identity} ${req.operation}`,
         quorumRequired: true,
         quorumApprovals: 2,
+        quorumOperations: ['PurgeKey'],
         trace: [
           { rule: 'deny[0]', matched: true, note: 'purge is denied' },
           { rule: 'binding[0]:admin', matched: false, note: '' },
@@ -524,7 +525,7 @@ t.test('policy show and explain (server)', async (t) => {
     '--reason is the hypothetical one, not the call context',
   );
   t.match(e.stdout, /^DENIED by deny\[0\]: denied: spiffe:\/\/x\/y purge$/m);
-  t.match(e.stdout, /needs quorum: 2 approval\(s\)/);
+  t.match(e.stdout, /needs quorum: 2 approval\(s\) for PurgeKey/);
   t.match(e.stdout, /^ {2}\* deny\[0\]: purge is denied$/m);
   const ej = await runCli(
     ['policy', 'explain', '--identity', 'a', '--permission', 'get', '--json', ...conn],

@@ -183,17 +183,53 @@ t.test('denied calls are never held', async (t) => {
 });
 
 t.test('ExplainPolicy reports which operations need quorum', async (t) => {
-  const p = await call<{ quorumRequired: boolean; quorumApprovals: number }>(a, 'ExplainPolicy', {
-    operation: 'purge',
-    keyName: 'demo',
-  });
+  type Explained = { quorumRequired: boolean; quorumApprovals: number; quorumOperations: string[] };
+  const explain = (operation: string, keyName?: string) =>
+    call<Explained>(a, 'ExplainPolicy', { operation, ...(keyName ? { keyName } : {}) });
+  const p = await explain('purge', 'demo');
   t.equal(p.quorumRequired, true);
   t.equal(p.quorumApprovals, 2);
-  const r = await call<{ quorumRequired: boolean }>(a, 'ExplainPolicy', {
-    operation: 'recover',
-    keyName: 'demo',
-  });
+  t.same(p.quorumOperations, ['PurgeKey']);
+  const r = await explain('recover', 'demo');
   t.equal(r.quorumRequired, false);
+  t.same(r.quorumOperations, []);
+  // One permission, several RPCs: only the held ones are named (this harness holds
+  // DisableProtectedKey and EnablePurgeProtection, not RotateKey).
+  t.same((await explain('update', 'demo')).quorumOperations, [
+    'EnablePurgeProtection',
+    'DisableProtectedKey',
+  ]);
+  t.same((await explain('update')).quorumOperations, ['SetPolicy'], 'key-less update is SetPolicy');
+  t.same(
+    (await explain('restore')).quorumOperations,
+    ['RestoreKey', 'InitSecurityDomain', 'JoinSecurityDomain'],
+    'the domain RPCs need restore',
+  );
+  t.same((await explain('import', 'demo')).quorumOperations, ['ImportKey'], 'AdoptKey is not held here');
+  t.same((await explain('get', 'demo')).quorumOperations, []);
+});
+
+t.test('each held RPC is covered by the permission ExplainPolicy names for it', async (t) => {
+  // The RPCs this harness holds, each called as it would be, and the permission (and key
+  // or not) its handler authorizes: ExplainPolicy must list it there.
+  const cases: Array<[string, string, string | undefined, Record<string, unknown>]> = [
+    ['DeleteKey', 'delete', 'demo', { name: 'demo' }],
+    ['PurgeKey', 'purge', 'demo', { name: 'demo' }],
+    ['BackupKey', 'backup', 'demo', { name: 'demo' }],
+    ['EnablePurgeProtection', 'update', 'demo', { name: 'demo' }],
+    ['DisableProtectedKey', 'update', 'guarded', { name: 'guarded', enabled: false }],
+    ['JoinSecurityDomain', 'restore', undefined, { domainId: 'another', backupKeyId: 'ab' }],
+  ];
+  const method: Record<string, string> = { DisableProtectedKey: 'SetKeyState' };
+  for (const [op, permission, keyName, req] of cases) {
+    const id = await held(method[op] ?? op, req);
+    t.equal((await h.store.getPendingRequest(id))?.op, op, `${op} is held`);
+    const ex = await call<{ quorumOperations: string[] }>(a, 'ExplainPolicy', {
+      operation: permission,
+      ...(keyName ? { keyName } : {}),
+    });
+    t.ok(ex.quorumOperations.includes(op), `${permission}${keyName ? ' on a key' : ''} lists ${op}`);
+  }
 });
 
 t.test('the default gate holds nothing, and unknown operations are refused at configuration', async (t) => {

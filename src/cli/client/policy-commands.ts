@@ -233,6 +233,7 @@ export function registerPolicyCommands(program: Command, io: CliIo): void {
           explanation: string;
           quorumRequired: boolean;
           quorumApprovals: number;
+          quorumOperations: string[];
           trace: { rule: string; matched: boolean; note: string }[];
         }>(conn.client, 'ExplainPolicy', { ...conn.base, ...body }, { timeoutMs: conn.timeoutMs });
         print(
@@ -240,7 +241,11 @@ export function registerPolicyCommands(program: Command, io: CliIo): void {
           o.json,
           [
             `${res.allowed ? 'ALLOWED' : 'DENIED'} by ${res.decidedBy}: ${res.explanation}`,
-            ...(res.quorumRequired ? [`needs quorum: ${res.quorumApprovals} approval(s)`] : []),
+            ...(res.quorumRequired
+              ? [
+                  `needs quorum: ${res.quorumApprovals} approval(s) for ${(res.quorumOperations ?? []).join(', ')}`,
+                ]
+              : []),
             ...res.trace.map((s) => `  ${s.matched ? '*' : ' '} ${s.rule}${s.note ? `: ${s.note}` : ''}`),
           ],
           res,
