@@ -279,6 +279,7 @@ interface AdoptKeyRequest extends CreateKeyRequest {
   selector?: string;
   hsmObjectId?: Buffer;
   hsmLabel?: string;
+  allowExtractable?: boolean;
 }
 interface RestoreKeyRequest extends CommonRequest {
   backup?: Buffer;
@@ -600,10 +601,13 @@ export function createAdminService(opts: AdminServiceOptions): UntypedServiceImp
     const tags = tagsOf(req.tags);
     const retentionDays = uintOf(req.retentionDays, 'retention_days');
     const purgeProtection = req.purgeProtection === true;
-    ctx.details =
-      'hsmObjectId' in selector
+    const allowExtractable = req.allowExtractable === true;
+    ctx.details = {
+      ...('hsmObjectId' in selector
         ? { hsmObjectId: selector.hsmObjectId.toString('hex') }
-        : { hsmLabel: selector.hsmLabel };
+        : { hsmLabel: selector.hsmLabel }),
+      ...(allowExtractable ? { allowExtractable } : {}),
+    };
     await gate(ctx, 'AdoptKey', name, {
       kind,
       ...('hsmObjectId' in selector
@@ -611,6 +615,7 @@ export function createAdminService(opts: AdminServiceOptions): UntypedServiceImp
         : { hsmLabel: selector.hsmLabel }),
       operations: operations.join(','),
       purgeProtection,
+      allowExtractable,
       retentionDays,
     });
     const view = await keys.adoptKey({
@@ -621,6 +626,7 @@ export function createAdminService(opts: AdminServiceOptions): UntypedServiceImp
       tags,
       retentionDays,
       purgeProtection,
+      ...(allowExtractable ? { allowExtractable } : {}),
     });
     return keyResult(ctx, view);
   });

@@ -292,6 +292,23 @@ t.test('keys get / rotate / enable / disable --version / recover / purge / adopt
   );
   t.equal(al.code, 0);
   t.match(server.calls.AdoptKey![1], { hsmLabel: 'old kek', selector: 'hsmLabel' });
+  t.notOk(server.calls.AdoptKey![1].allowExtractable, 'not asked: not sent');
+  const ax = await runCli(
+    [
+      'keys',
+      'adopt',
+      'legacy3',
+      '--kind',
+      'aes-256',
+      '--hsm-label',
+      'old kek',
+      '--allow-extractable',
+      ...conn,
+    ],
+    { env },
+  );
+  t.equal(ax.code, 0, ax.stderr);
+  t.equal(server.calls.AdoptKey![2].allowExtractable, true);
 });
 
 t.test('quorum: the error names the request id, and --quorum-request-id repeats the call', async (t) => {

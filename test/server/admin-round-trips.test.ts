@@ -263,6 +263,29 @@ t.test('AdoptKey by label and by CKA_ID takes over token objects without copying
     allowedOperations: ['WRAP_KEY', 'UNWRAP_KEY'],
   });
   t.equal(byId.key.versions[0]!.hsmObjectId, id2.toString('hex'));
+  // An extractable object is refused unless allow_extractable says it is intended (and
+  // then the audit record says so).
+  const id3 = randomBytes(8);
+  await h.hsm.run({
+    op: 'generateKey',
+    keyBits: 256,
+    spec: {
+      id: id3,
+      label: 'owner-made-3',
+      token: true,
+      extractable: true,
+      usage: { encrypt: true, decrypt: true, wrap: true, unwrap: true },
+    },
+  });
+  const adopt3 = (extra: Record<string, unknown>) =>
+    call<KeyRes>(a, 'AdoptKey', { name: 'adopted3', kind: 'AES_256', hsmObjectId: id3, ...extra });
+  const [refused] = await settle(adopt3({}));
+  t.equal(refused?.code, 3, 'INVALID_ARGUMENT');
+  t.match(String(refused?.details), /extractable/);
+  const ok3 = await adopt3({ allowExtractable: true, requestId: 'adopt-extractable' });
+  t.equal(ok3.key.versions[0]!.hsmObjectId, id3.toString('hex'));
+  const rec = adminRecords(await h.auditTail(), 'AdoptKey').find((r) => r.requestId === 'adopt-extractable');
+  t.match(rec?.details, { allowExtractable: true });
   // The adopted key works on the data plane.
   const c = h.hyok();
   const dek = randomBytes(32);

@@ -357,36 +357,39 @@ export function registerAdminCommands(program: Command, io: CliIo): void {
     .argument('<name>', 'new key name')
     .requiredOption('--kind <kind>', 'aes-256, rsa-3072 or ec-p256 (must match the object)')
     .option('--hsm-id <hex>', 'the object by CKA_ID, hex')
-    .option('--hsm-label <label>', 'the object by CKA_LABEL');
+    .option('--hsm-label <label>', 'the object by CKA_LABEL')
+    .option(
+      '--allow-extractable',
+      'adopt an object that is CKA_EXTRACTABLE: anyone with a session on the token can wrap it out',
+    );
   addNewKeyOptions(adopt);
   addAdminOptions(adopt);
-  runAction<AdminFlags & NewKeyFlags & { kind: string; hsmId?: string; hsmLabel?: string }>(
-    adopt,
-    io,
-    async ([name], o) => {
-      if ((o.hsmId === undefined) === (o.hsmLabel === undefined)) {
-        throw new UsageError('name the HSM object with exactly one of --hsm-id or --hsm-label');
+  runAction<
+    AdminFlags & NewKeyFlags & { kind: string; hsmId?: string; hsmLabel?: string; allowExtractable?: boolean }
+  >(adopt, io, async ([name], o) => {
+    if ((o.hsmId === undefined) === (o.hsmLabel === undefined)) {
+      throw new UsageError('name the HSM object with exactly one of --hsm-id or --hsm-label');
+    }
+    const body: Record<string, unknown> = {
+      name: parseKeyName(name!, 'NAME'),
+      kind: parseKind(o.kind),
+      ...newKeyFields(o),
+    };
+    if (o.hsmId !== undefined) {
+      if (!/^(?:[0-9a-fA-F]{2}){1,64}$/.test(o.hsmId)) {
+        throw new UsageError('--hsm-id: expected 1-64 bytes of hex (an even number of 0-9 a-f)');
       }
-      const body: Record<string, unknown> = {
-        name: parseKeyName(name!, 'NAME'),
-        kind: parseKind(o.kind),
-        ...newKeyFields(o),
-      };
-      if (o.hsmId !== undefined) {
-        if (!/^(?:[0-9a-fA-F]{2}){1,64}$/.test(o.hsmId)) {
-          throw new UsageError('--hsm-id: expected 1-64 bytes of hex (an even number of 0-9 a-f)');
-        }
-        body.hsmObjectId = Buffer.from(o.hsmId, 'hex');
-      } else {
-        if (o.hsmLabel === '' || Buffer.byteLength(o.hsmLabel!, 'utf8') > 256) {
-          throw new UsageError('--hsm-label: 1-256 bytes');
-        }
-        body.hsmLabel = o.hsmLabel;
+      body.hsmObjectId = Buffer.from(o.hsmId, 'hex');
+    } else {
+      if (o.hsmLabel === '' || Buffer.byteLength(o.hsmLabel!, 'utf8') > 256) {
+        throw new UsageError('--hsm-label: 1-256 bytes');
       }
-      const res = await adminCall<{ key: AdminKey }>(o, io, 'AdoptKey', body);
-      printKey(io, o.json, res.key);
-    },
-  );
+      body.hsmLabel = o.hsmLabel;
+    }
+    if (o.allowExtractable === true) body.allowExtractable = true;
+    const res = await adminCall<{ key: AdminKey }>(o, io, 'AdoptKey', body);
+    printKey(io, o.json, res.key);
+  });
 
   // backup
   const backup = subcommand(keys, 'backup', io)
