@@ -296,6 +296,15 @@ function fromStore(e: unknown, what: 'key' | 'version' = 'key'): HyokError {
   return toHyokError(e);
 }
 
+/** Runs one store call, turning a store error into the key layer's error (fromStore). */
+async function stored<T>(call: () => Promise<T>, what: 'key' | 'version' = 'key'): Promise<T> {
+  try {
+    return await call();
+  } catch (e) {
+    throw fromStore(e, what);
+  }
+}
+
 const IMPORT_FAILURE_CODES = new Set([
   'CKR_GENERAL_ERROR',
   'CKR_WRAPPED_KEY_INVALID',
@@ -734,18 +743,13 @@ export class KeyService implements KeyResolver {
         if (!enabled && key.primaryVersion === version) {
           throw invalid('the primary version cannot be disabled on its own; rotate first');
         }
-        try {
-          await this.#store.setVersionState(name, version, enabled ? 'enabled' : 'disabled');
-        } catch (e) {
-          throw fromStore(e, 'version');
-        }
+        await stored(
+          () => this.#store.setVersionState(name, version, enabled ? 'enabled' : 'disabled'),
+          'version',
+        );
         if (!enabled) await this.#evict(key.kind, [v]);
       } else {
-        try {
-          await this.#store.setKeyState(name, enabled ? 'enabled' : 'disabled');
-        } catch (e) {
-          throw fromStore(e);
-        }
+        await stored(() => this.#store.setKeyState(name, enabled ? 'enabled' : 'disabled'));
         if (!enabled) await this.#evict(key.kind, await this.#store.listVersions(name));
       }
       return this.#view(await this.#mustKey(name));
@@ -763,11 +767,7 @@ export class KeyService implements KeyResolver {
       const tags: Tags = input.replace ? { ...(input.tags ?? {}) } : { ...key.tags, ...(input.tags ?? {}) };
       for (const r of input.remove ?? []) delete tags[r];
       validated(() => checkTags(tags));
-      try {
-        return this.#view(await this.#store.setTags(name, tags));
-      } catch (e) {
-        throw fromStore(e);
-      }
+      return this.#view(await stored(() => this.#store.setTags(name, tags)));
     });
   }
 
@@ -778,11 +778,7 @@ export class KeyService implements KeyResolver {
     validated(() => checkRotation(r));
     return this.#locked(name, async () => {
       await this.#mustLive(name);
-      try {
-        return this.#view(await this.#store.setRotationPolicy(name, r));
-      } catch (e) {
-        throw fromStore(e);
-      }
+      return this.#view(await stored(() => this.#store.setRotationPolicy(name, r)));
     });
   }
 
@@ -791,11 +787,7 @@ export class KeyService implements KeyResolver {
     checkName(name);
     return this.#locked(name, async () => {
       await this.#mustKey(name);
-      try {
-        return this.#view(await this.#store.setPurgeProtection(name, true));
-      } catch (e) {
-        throw fromStore(e);
-      }
+      return this.#view(await stored(() => this.#store.setPurgeProtection(name, true)));
     });
   }
 
@@ -807,12 +799,7 @@ export class KeyService implements KeyResolver {
     checkName(name);
     return this.#locked(name, async () => {
       const key = await this.#mustLive(name);
-      let deleted: KeyRecord;
-      try {
-        deleted = await this.#store.softDelete(name);
-      } catch (e) {
-        throw fromStore(e);
-      }
+      const deleted = await stored(() => this.#store.softDelete(name));
       await this.#evict(key.kind, await this.#store.listVersions(name));
       return this.#view(deleted);
     });
@@ -823,11 +810,7 @@ export class KeyService implements KeyResolver {
     return this.#locked(name, async () => {
       const key = await this.#mustKey(name);
       if (key.state !== 'soft-deleted') throw err('KEY_NOT_DELETED');
-      try {
-        return this.#view(await this.#store.recover(name));
-      } catch (e) {
-        throw fromStore(e);
-      }
+      return this.#view(await stored(() => this.#store.recover(name)));
     });
   }
 
@@ -853,11 +836,7 @@ export class KeyService implements KeyResolver {
       throw toHyokError(e);
     }
     crashPoint('purge');
-    try {
-      await this.#store.removeKey(name, { completeIntent: intent });
-    } catch (e) {
-      throw fromStore(e);
-    }
+    await stored(() => this.#store.removeKey(name, { completeIntent: intent }));
     return { name, purgedAt: now };
   }
 
@@ -1331,11 +1310,7 @@ export class KeyService implements KeyResolver {
     if (await this.#store.getDomain()) throw err('DOMAIN_BOUND');
     const handles = await this.#findKeyObjects([backupKeyId], ['secret']);
     if (handles.length !== 1) throw err('KEY_NOT_FOUND');
-    try {
-      await this.#store.initDomain(domainId, { backupKeyId });
-    } catch (e) {
-      throw fromStore(e);
-    }
+    await stored(() => this.#store.initDomain(domainId, { backupKeyId }));
     return { domainId, backupKeyId };
   }
 
