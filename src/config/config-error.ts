@@ -87,3 +87,13 @@ export function describeIssues(issues: readonly z.core.$ZodIssue[], ctx: IssueCo
   }
   return out;
 }
+
+/** Why a file named in the configuration could not be opened, for a ConfigError line. */
+export function unreadableBecause(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException).code;
+  return code === 'ENOENT'
+    ? 'does not exist'
+    : code === 'EACCES'
+      ? 'is not readable by this user'
+      : `cannot be opened (${code})`;
+}

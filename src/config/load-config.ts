@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import type { Config } from './config.js';
-import { ConfigError, describeIssues } from './config-error.js';
+import { ConfigError, describeIssues, unreadableBecause } from './config-error.js';
 import { CONFIG_FILE_ENV, applyEnvOverrides } from './env-overrides.js';
 import { configSchema, type ParsedConfig } from './schema.js';
 
@@ -45,14 +45,9 @@ function readYaml(file: string): Record<string, unknown> {
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    const why =
-      code === 'ENOENT'
-        ? 'does not exist'
-        : code === 'EACCES'
-          ? 'is not readable'
-          : `cannot be read (${code})`;
-    throw new ConfigError([`config file ${file} ${why}. Pass an existing file or unset ${CONFIG_FILE_ENV}.`]);
+    throw new ConfigError([
+      `config file ${file} ${unreadableBecause(e)}. Pass an existing file or unset ${CONFIG_FILE_ENV}.`,
+    ]);
   }
   const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {

@@ -3,7 +3,7 @@
 // never on the command line, never in a message.
 import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
 import type { HsmConfig } from './config.js';
-import { ConfigError } from './config-error.js';
+import { ConfigError, unreadableBecause } from './config-error.js';
 
 /**
  * Returns the PIN as a Buffer the caller owns: pass it to the HSM login, then
@@ -34,15 +34,8 @@ export function readPin(
   try {
     fd = openSync(pinFile, 'r');
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    const why =
-      code === 'ENOENT'
-        ? 'does not exist'
-        : code === 'EACCES'
-          ? 'is not readable by this user'
-          : `cannot be opened (${code})`;
     throw new ConfigError([
-      `hsm.pinFile: PIN file ${pinFile} ${why}. Create it with the token user PIN and mode 0600, or set hsm.pinEnv instead.`,
+      `hsm.pinFile: PIN file ${pinFile} ${unreadableBecause(e)}. Create it with the token user PIN and mode 0600, or set hsm.pinEnv instead.`,
     ]);
   }
   let raw: Buffer;
