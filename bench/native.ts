@@ -29,7 +29,13 @@ import { buildCLoop } from './lib/c-build.js';
 import { runJsonChild } from './lib/child.js';
 import { fmtAgainstTarget, fmtRate, fmtRatio, roundRatio, table } from './lib/format.js';
 import { describeMachine, machineInfo } from './lib/machine.js';
-import { coresBusy, cpuMicrosPerOp, otherCores, type Measurement } from './lib/measurement.js';
+import {
+  coresBusy,
+  cpuMicrosPerOp,
+  measurementFromChildJson,
+  otherCores,
+  type Measurement,
+} from './lib/measurement.js';
 import { repoRoot } from './lib/paths.js';
 import { waitForQuiet } from './lib/procstat.js';
 import { makeKekAndSamples, type Sample } from './lib/samples.js';
@@ -124,22 +130,6 @@ function childEnv(b: Bench, extra: Record<string, string>): NodeJS.ProcessEnv {
   };
 }
 
-function fromChildJson(j: Record<string, unknown>, detail: Record<string, unknown>): Measurement {
-  return {
-    ops: Number(j.ops),
-    seconds: Number(j.seconds),
-    opsPerSec: Number(j.ops_per_sec),
-    errors: Number(j.errors),
-    mismatches: Number(j.mismatches),
-    cpuSeconds: Number(j.cpu_seconds),
-    systemBusySeconds:
-      j.system_busy_seconds === null || Number(j.system_busy_seconds) < 0
-        ? Number.NaN
-        : Number(j.system_busy_seconds),
-    detail,
-  };
-}
-
 async function runCLoop(b: Bench, threads: number): Promise<Measurement> {
   const timeout = (b.timing.warmup + b.timing.seconds + 60) * 1000;
   const { json } = await runJsonChild(
@@ -148,7 +138,7 @@ async function runCLoop(b: Bench, threads: number): Promise<Measurement> {
     childEnv(b, { HYOKD_BENCH_THREADS: String(threads) }),
     timeout,
   );
-  return fromChildJson(json, { perThread: json.per_thread, firstErrorRv: json.first_error });
+  return measurementFromChildJson(json, { perThread: json.per_thread, firstErrorRv: json.first_error });
 }
 
 async function runPkcs11js(b: Bench, lanes: number): Promise<Measurement> {
@@ -160,7 +150,7 @@ async function runPkcs11js(b: Bench, lanes: number): Promise<Measurement> {
     childEnv(b, { HYOKD_BENCH_LANES: String(lanes) }),
     timeout,
   );
-  return fromChildJson(json, { lanes, codes: json.codes });
+  return measurementFromChildJson(json, { lanes, codes: json.codes });
 }
 
 async function runAddon(b: Bench, name: AddonCase, sessions: number): Promise<Measurement> {

@@ -31,3 +31,23 @@ export function otherCores(m: Measurement): number {
 export function cpuMicrosPerOp(m: Measurement): number {
   return m.ops > 0 ? (m.cpuSeconds * 1e6) / m.ops : Number.NaN;
 }
+
+/** A Measurement from the JSON line a child runner (c_loop, the pkcs11js loop) prints. */
+export function measurementFromChildJson(
+  j: Record<string, unknown>,
+  detail?: Record<string, unknown>,
+): Measurement {
+  return {
+    ops: Number(j.ops),
+    seconds: Number(j.seconds),
+    opsPerSec: Number(j.ops_per_sec),
+    errors: Number(j.errors),
+    mismatches: Number(j.mismatches),
+    cpuSeconds: Number(j.cpu_seconds),
+    systemBusySeconds:
+      j.system_busy_seconds === null || Number(j.system_busy_seconds) < 0
+        ? Number.NaN
+        : Number(j.system_busy_seconds),
+    ...(detail ? { detail } : {}),
+  };
+}

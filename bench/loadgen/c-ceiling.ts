@@ -11,7 +11,7 @@ import { ensureSoftHsmToken, SOFTHSM_MODULE } from '../../src/hsm/softhsm.js';
 import type { KeyRef } from '../../src/hsm/types.js';
 import { buildCLoop } from '../lib/c-build.js';
 import { runJsonChild } from '../lib/child.js';
-import type { Measurement } from '../lib/measurement.js';
+import { measurementFromChildJson, type Measurement } from '../lib/measurement.js';
 import { makeKekAndSamples } from '../lib/samples.js';
 
 const TOKEN_LABEL = 'hyokd-bench-c';
@@ -59,18 +59,7 @@ export async function prepareCCeiling(dir: string): Promise<CCeiling> {
         },
         (warmup + seconds + 60) * 1000,
       );
-      return {
-        ops: Number(j.ops),
-        seconds: Number(j.seconds),
-        opsPerSec: Number(j.ops_per_sec),
-        errors: Number(j.errors),
-        mismatches: Number(j.mismatches),
-        cpuSeconds: Number(j.cpu_seconds),
-        systemBusySeconds:
-          j.system_busy_seconds === null || Number(j.system_busy_seconds) < 0
-            ? Number.NaN
-            : Number(j.system_busy_seconds),
-      };
+      return measurementFromChildJson(j);
     },
   };
 }
