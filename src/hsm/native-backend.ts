@@ -2,7 +2,7 @@
 // crosses into native code once; the items run on the pool's worker sessions; the
 // results come back in one crossing.
 import { randomBytes } from 'node:crypto';
-import { addon, type RawHsm } from './native.js';
+import { addon, type RawHsm, type RawOpenOptions } from './native.js';
 import { HsmError, HyokdHsmCodes } from './errors.js';
 import type {
   Capabilities,
@@ -21,19 +21,8 @@ import type {
   TokenInfo,
 } from './types.js';
 
-export interface NativeBackendOptions {
-  /** Path of the PKCS#11 module (for SoftHSM2: /usr/lib/softhsm/libsofthsm2.so). */
-  modulePath: string;
-  tokenLabel?: string;
-  tokenSerial?: string;
-  /** The user PIN. The addon copies it into locked memory and zeroes this Buffer. */
-  pin: Buffer;
-  /** Worker sessions (one native thread each). Default: from the core count and the token's limit. */
-  sessions?: number;
-  /** Items that may wait for a session; beyond it submissions fail with HYOKD_QUEUE_FULL. */
-  queueCapacity?: number;
-  /** Use session-object copies of hot AES keys (faster on SoftHSM2; see README). */
-  sessionObjectCopies?: boolean;
+/** What the addon opens with (RawOpenOptions), plus what this layer adds. */
+export interface NativeBackendOptions extends RawOpenOptions {
   /** Most time an item may wait to start, in milliseconds (a caller's `timeoutMs` can only shorten it). */
   opTimeoutMs?: number;
   /**
@@ -113,16 +102,9 @@ export class NativeBackend implements HsmBackend {
   static async open(opts: NativeBackendOptions): Promise<NativeBackend> {
     const site = new Error();
     try {
-      const raw = await addon().open({
-        modulePath: opts.modulePath,
-        tokenLabel: opts.tokenLabel,
-        tokenSerial: opts.tokenSerial,
-        pin: opts.pin,
-        sessions: opts.sessions,
-        queueCapacity: opts.queueCapacity,
-        sessionObjectCopies: opts.sessionObjectCopies,
-      });
-      return new NativeBackend(raw, opts.opTimeoutMs, opts.captureCallSites);
+      const { opTimeoutMs, captureCallSites, ...rawOptions } = opts;
+      const raw = await addon().open(rawOptions);
+      return new NativeBackend(raw, opTimeoutMs, captureCallSites);
     } catch (e) {
       throw wholeBatchError(e, site);
     }

@@ -26,13 +26,17 @@ export interface RawHsm {
 }
 
 export interface RawOpenOptions {
+  /** Path of the PKCS#11 module (for SoftHSM2: /usr/lib/softhsm/libsofthsm2.so). */
   modulePath: string;
   tokenLabel?: string;
   tokenSerial?: string;
-  /** Zeroed by the addon once copied. */
+  /** The user PIN. The addon copies it into locked memory and zeroes this Buffer. */
   pin: Buffer;
+  /** Worker sessions (one native thread each). Default: from the core count and the token's limit. */
   sessions?: number;
+  /** Items that may wait for a session; beyond it submissions fail with HYOKD_QUEUE_FULL. */
   queueCapacity?: number;
+  /** Use session-object copies of hot AES keys (faster on SoftHSM2; see README). */
   sessionObjectCopies?: boolean;
 }
 
