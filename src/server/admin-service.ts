@@ -57,6 +57,7 @@ import {
   type PolicyHolder,
 } from '../policy/index.js';
 import type { KeyKind, KeyOperation, MetadataStore, RotationPolicy, Tags } from '../store/types.js';
+import { KIND_FROM_ENUM, KIND_TO_ENUM, OP_FROM_ENUM, OP_TO_ENUM } from '../proto-enums.js';
 import { ADMIN_SERVICE_NAME, adminPackageDefinition, adminServiceDefinition } from './admin-proto.js';
 import { checkKeyName } from './dek-ops.js';
 import {
@@ -106,28 +107,6 @@ function invalid(detail: string): HyokError {
 
 // ---- proto <-> key layer ---------------------------------------------------------------
 
-const KINDS: Record<string, KeyKind> = { AES_256: 'aes-256', RSA_3072: 'rsa-3072', EC_P256: 'ec-p256' };
-const KIND_ENUM: Record<KeyKind, string> = {
-  'aes-256': 'AES_256',
-  'rsa-3072': 'RSA_3072',
-  'ec-p256': 'EC_P256',
-};
-const OPS: Record<string, KeyOperation> = {
-  ENCRYPT: 'encrypt',
-  DECRYPT: 'decrypt',
-  WRAP_KEY: 'wrapKey',
-  UNWRAP_KEY: 'unwrapKey',
-  SIGN: 'sign',
-  VERIFY: 'verify',
-};
-const OP_ENUM: Record<KeyOperation, string> = {
-  encrypt: 'ENCRYPT',
-  decrypt: 'DECRYPT',
-  wrapKey: 'WRAP_KEY',
-  unwrapKey: 'UNWRAP_KEY',
-  sign: 'SIGN',
-  verify: 'VERIFY',
-};
 const STATE_ENUM: Record<string, string> = {
   enabled: 'ENABLED',
   disabled: 'DISABLED',
@@ -161,7 +140,7 @@ export function adminKeyMessage(v: AdminKeyView): Record<string, unknown> {
   const days = v.rotation.rotationPeriodDays;
   return {
     name: v.name,
-    kind: KIND_ENUM[v.kind],
+    kind: KIND_TO_ENUM[v.kind],
     state: STATE_ENUM[v.state] ?? 'KEY_STATE_UNSPECIFIED',
     primaryVersion: v.primaryVersion ?? 0,
     versions: v.versions.map((x) => ({
@@ -172,7 +151,7 @@ export function adminKeyMessage(v: AdminKeyView): Record<string, unknown> {
       publicKeySpki: x.publicKeySpki ?? Buffer.alloc(0),
       hsmObjectId: x.hsmObjectId,
     })),
-    allowedOperations: v.operations.map((o) => OP_ENUM[o]),
+    allowedOperations: v.operations.map((o) => OP_TO_ENUM[o]),
     tags: { ...v.tags },
     retentionDays: v.retentionDays,
     purgeProtection: v.purgeProtection,
@@ -188,7 +167,7 @@ export function adminKeyMessage(v: AdminKeyView): Record<string, unknown> {
 }
 
 function kindOf(value: unknown): KeyKind {
-  const k = typeof value === 'string' ? KINDS[value] : undefined;
+  const k = typeof value === 'string' ? KIND_FROM_ENUM[value] : undefined;
   if (!k) throw invalid('kind must be AES_256, RSA_3072 or EC_P256');
   return k;
 }
@@ -198,7 +177,7 @@ function operationsOf(value: unknown): KeyOperation[] {
   if (!Array.isArray(value)) throw invalid('allowed_operations must be a list');
   if (value.length > 16) throw invalid('allowed_operations has too many entries');
   return value.map((v) => {
-    const op = typeof v === 'string' ? OPS[v] : undefined;
+    const op = typeof v === 'string' ? OP_FROM_ENUM[v] : undefined;
     if (!op) throw invalid(`unknown operation ${JSON.stringify(v)}`);
     return op;
   });

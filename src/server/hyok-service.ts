@@ -40,6 +40,7 @@ import {
   type PipelineDeps,
 } from './pipeline.js';
 import { HYOK_SERVICE_NAME } from './proto.js';
+import { KIND_TO_ENUM } from '../proto-enums.js';
 import type { CallerIdentity } from './identity.js';
 
 function spec(method: string, audited = true): CallSpec {
@@ -131,7 +132,7 @@ function denied(d: Decision): HyokError {
 
 export function keyInfoMessage(v: KeyView): Record<string, unknown> {
   const state = v.state === 'enabled' ? 'ENABLED' : v.state === 'disabled' ? 'DISABLED' : 'DELETED';
-  const algorithm = v.kind === 'aes-256' ? 'AES_256' : v.kind === 'rsa-3072' ? 'RSA_3072' : 'EC_P256';
+  const algorithm = KIND_TO_ENUM[v.kind];
   const primary = v.versions.find((x) => x.version === v.primaryVersion);
   return {
     name: v.name,

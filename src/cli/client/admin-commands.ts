@@ -18,6 +18,7 @@ import {
   type Timestamp,
 } from './format.js';
 import { callUnary } from './grpc-client.js';
+import { KIND_TO_ENUM, OP_TO_ENUM } from '../../proto-enums.js';
 import {
   collect,
   parseDuration,
@@ -67,15 +68,11 @@ async function adminCall<R>(o: AdminFlags, io: CliIo, method: string, body: obje
 
 // --- vocabulary --------------------------------------------------------------------------
 
-const KINDS: Record<string, string> = { 'aes-256': 'AES_256', 'rsa-3072': 'RSA_3072', 'ec-p256': 'EC_P256' };
-const OPS: Record<string, string> = {
-  encrypt: 'ENCRYPT',
-  decrypt: 'DECRYPT',
-  wrapkey: 'WRAP_KEY',
-  unwrapkey: 'UNWRAP_KEY',
-  sign: 'SIGN',
-  verify: 'VERIFY',
-};
+const KINDS: Record<string, string> = KIND_TO_ENUM;
+/** --ops takes the key layer's names, case-insensitively (wrapkey, wrapKey). */
+const OPS: Record<string, string> = Object.fromEntries(
+  Object.entries(OP_TO_ENUM).map(([name, e]) => [name.toLowerCase(), e]),
+);
 const WRAP_ALGS: Record<string, string> = {
   'rsa-aes-kw-sha1': 'RSA_AES_KEY_WRAP_SHA1',
   'rsa-aes-kw-sha256': 'RSA_AES_KEY_WRAP_SHA256',

@@ -2,6 +2,8 @@
 // Bytes become base64, google.protobuf.Timestamp an ISO 8601 string (null when unset),
 // the rotation Duration "<seconds>s".
 
+import { KIND_FROM_ENUM, OP_FROM_ENUM } from '../../proto-enums.js';
+
 export interface Timestamp {
   seconds: string | number;
   nanos: number;
@@ -64,18 +66,8 @@ export interface AdminKey {
   scheduledPurgeTime: Timestamp | null;
 }
 
-const KIND_NAMES: Record<string, string> = { AES_256: 'aes-256', RSA_3072: 'rsa-3072', EC_P256: 'ec-p256' };
-const OP_NAMES: Record<string, string> = {
-  ENCRYPT: 'encrypt',
-  DECRYPT: 'decrypt',
-  WRAP_KEY: 'wrapKey',
-  UNWRAP_KEY: 'unwrapKey',
-  SIGN: 'sign',
-  VERIFY: 'verify',
-};
-
 export function kindName(kind: string): string {
-  return KIND_NAMES[kind] ?? kind;
+  return KIND_FROM_ENUM[kind] ?? kind;
 }
 
 function tagText(tags: Record<string, string>): string {
@@ -95,7 +87,7 @@ export function keyDetailLines(k: AdminKey): string[] {
     `kind:        ${kindName(k.kind)}`,
     `state:       ${k.state}`,
     `primary:     v${k.primaryVersion}`,
-    `operations:  ${(k.allowedOperations ?? []).map((o) => OP_NAMES[o] ?? o).join(', ') || '-'}`,
+    `operations:  ${(k.allowedOperations ?? []).map((o) => OP_FROM_ENUM[o] ?? o).join(', ') || '-'}`,
     `tags:        ${tagText(k.tags)}`,
     `retention:   ${k.retentionDays} days, purge protection ${k.purgeProtection ? 'on' : 'off'}`,
   ];
