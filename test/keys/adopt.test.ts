@@ -2,22 +2,11 @@
 // pkcs11-tool --keygen would) comes under management by CKA_ID or label, without copying.
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { HyokError } from '../../src/errors.js';
-import { keysFixture, objectsWithId } from './helpers.js';
+import { keysFixture, objectsWithId, code } from './helpers.js';
 
 const f = await keysFixture('adopt');
 t.teardown(() => f.close());
 const { keys, hsm } = f;
-
-async function code(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof HyokError) return e.code;
-    throw e;
-  }
-  return 'no error';
-}
 
 const full = { encrypt: true, decrypt: true, wrap: true, unwrap: true };
 

@@ -5,25 +5,14 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { HyokError } from '../../src/errors.js';
 import { KeyService } from '../../src/keys/key-service.js';
 import { openSqliteStore } from '../../src/store/index.js';
 import { decodeBackup, encodeBackup } from '../../src/keys/backup-blob.js';
-import { keysFixture, objectsWithId } from './helpers.js';
+import { keysFixture, objectsWithId, code } from './helpers.js';
 
 const f = await keysFixture('backup');
 t.teardown(() => f.close());
 const { keys, hsm } = f;
-
-async function code(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof HyokError) return e.code;
-    throw e;
-  }
-  return 'no error';
-}
 
 t.test('no domain: backup refused', async (t) => {
   await keys.createKey({ name: 'early', kind: 'aes-256', backupable: true });

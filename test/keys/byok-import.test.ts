@@ -2,23 +2,12 @@
 // the HSM as a sensitive key; tampered blobs and blobs for another import key refused.
 import t from 'tap';
 import { createCipheriv, generateKeyPairSync, randomBytes } from 'node:crypto';
-import { HyokError } from '../../src/errors.js';
 import { packImportBlob, parseImportBlob } from '../../src/keys/import-blob.js';
-import { keysFixture } from './helpers.js';
+import { keysFixture, code } from './helpers.js';
 
 const f = await keysFixture('byok');
 t.teardown(() => f.close());
 const { keys, hsm } = f;
-
-async function code(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof HyokError) return e.code;
-    throw e;
-  }
-  return 'no error';
-}
 
 const ik = await keys.createImportKey();
 

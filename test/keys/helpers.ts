@@ -1,5 +1,6 @@
 // Shared set-up for key-layer tests: a real SoftHSM2 token (one per test file), a real
 // SQLite store file in a temp dir, and a clock the test can move.
+import { HyokError } from '../../src/errors.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -65,4 +66,15 @@ export async function objectsWithId(hsm: NativeBackend, ckaId: string): Promise<
     n += (await hsm.run({ op: 'find', cls, id: Buffer.from(ckaId, 'hex') })).handles.length;
   }
   return n;
+}
+
+/** The HyokError code a promise rejects with ('no error' when it resolves; other errors rethrown). */
+export async function code(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof HyokError) return e.code;
+    throw e;
+  }
+  return 'no error';
 }

@@ -3,21 +3,11 @@
 import t from 'tap';
 import { randomBytes, createPublicKey, verify as nodeVerify, createHash } from 'node:crypto';
 import { HyokError } from '../../src/errors.js';
-import { DAY, keysFixture, objectsWithId } from './helpers.js';
+import { DAY, keysFixture, objectsWithId, code } from './helpers.js';
 
 const f = await keysFixture('lifecycle');
 t.teardown(() => f.close());
 const { keys, hsm } = f;
-
-async function code(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof HyokError) return e.code;
-    throw e;
-  }
-  return 'no error';
-}
 
 t.test('an AES key wraps on its primary version through the HSM', async (t) => {
   const view = await keys.createKey({ name: 'aes-a', kind: 'aes-256', tags: { team: 'x' } });

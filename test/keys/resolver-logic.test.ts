@@ -2,6 +2,7 @@
 // makes no HSM call and reads state per call; failed HSM steps leave nothing behind;
 // lifecycle calls on one key are serialized; reconcile handles every intent kind.
 import t from 'tap';
+import { code } from './helpers.js';
 import { FakeHsmBackend } from '../../src/hsm/fake-backend.js';
 import { openSqliteStore } from '../../src/store/index.js';
 import { KeyService } from '../../src/keys/key-service.js';
@@ -16,16 +17,6 @@ function setup() {
 
 function total(ops: Record<string, number>): number {
   return Object.values(ops).reduce((a, b) => a + b, 0);
-}
-
-async function code(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof HyokError) return e.code;
-    throw e;
-  }
-  return 'no error';
 }
 
 t.test('forWrap/forUnwrap never call the HSM and see changes at once', async (t) => {
