@@ -419,7 +419,7 @@ export function createAdminService(opts: AdminServiceOptions): UntypedServiceImp
         quorumId: v.held,
         op,
         ...(keyName ? { key: { name: keyName } } : {}),
-        identity: { fingerprint: ctx.identity.fingerprint, san: ctx.identity.identity },
+        identity: ctx.identity.audit,
         required: quorum.requirement(op).approvals,
         requestId: ctx.requestId,
       });

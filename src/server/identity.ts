@@ -14,6 +14,7 @@
 import { TLSSocket, type PeerCertificate } from 'node:tls';
 import { certificateIdentity, type CertificateIdentity } from '../pki/index.js';
 import { HyokError } from '../errors.js';
+import type { AuditIdentity } from '../audit/index.js';
 import type { IdentityClass } from './observer.js';
 
 /** What grpc-js `call.getAuthContext()` returns (its type is not exported by the package root). */
@@ -30,6 +31,8 @@ export interface CallerIdentity {
   source: CertificateIdentity['source'];
   /** Coarse class for metrics labels. */
   identityClass: IdentityClass;
+  /** The caller as audit records name it, made once per certificate, not per call. */
+  audit: AuditIdentity;
 }
 
 const MAX_CACHE = 1024;
@@ -58,6 +61,7 @@ export function callerIdentity(auth: AuthContext | null | undefined): CallerIden
     fingerprint: parsed.fingerprint256,
     source: parsed.source,
     identityClass: classifyIdentity(parsed.identity),
+    audit: Object.freeze({ fingerprint: parsed.fingerprint256, san: parsed.identity }),
   });
   if (cache.size >= MAX_CACHE) cache.clear();
   cache.set(key, id);

@@ -280,7 +280,7 @@ function auditEvent(ctx: CallContext, item: AuditItem, latencyMs: number): Audit
   const ev: AuditEvent = {
     type: 'request',
     plane: ctx.spec.plane,
-    identity: { fingerprint: ctx.identity.fingerprint, san: ctx.identity.identity },
+    identity: ctx.identity.audit,
     op: ctx.spec.method,
     decision: item.decision ?? ctx.decision ?? NOT_EVALUATED,
     result: { code: item.code },

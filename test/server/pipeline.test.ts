@@ -69,6 +69,7 @@ const identity = {
   fingerprint: 'ab'.repeat(32),
   source: 'uri' as const,
   identityClass: 'client' as const,
+  audit: { fingerprint: 'ab'.repeat(32), san: 'spiffe://t/c' },
 };
 const spec = { service: 'hyok.v1.Hyok', method: 'Unwrap', plane: 'data' as const, audited: true };
 
