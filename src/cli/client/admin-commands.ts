@@ -232,12 +232,17 @@ export function registerAdminCommands(program: Command, io: CliIo): void {
     },
   );
 
-  // get / rotate / delete / recover: NAME only
+  // get / rotate / delete / recover / protect: NAME only
   const simple: Array<[string, string, string]> = [
     ['get', 'GetKey', 'full metadata of a key'],
     ['rotate', 'RotateKey', 'create a new version and make it primary'],
     ['delete', 'DeleteKey', 'soft-delete a key (recoverable until its purge date)'],
     ['recover', 'RecoverKey', 'undo a soft delete'],
+    [
+      'protect',
+      'EnablePurgeProtection',
+      'turn purge protection on (cannot be undone; a protected key is left as it is)',
+    ],
   ];
   for (const [cmdName, method, description] of simple) {
     const c = subcommand(keys, cmdName, io).description(description).argument('<name>', 'key name');
@@ -253,18 +258,6 @@ export function registerAdminCommands(program: Command, io: CliIo): void {
       }
     });
   }
-
-  // protect
-  const protect = subcommand(keys, 'protect', io)
-    .description('turn purge protection on (cannot be undone; a protected key is left as it is)')
-    .argument('<name>', 'key name');
-  addAdminOptions(protect);
-  runAction<AdminFlags>(protect, io, async ([name], o) => {
-    const res = await adminCall<{ key: AdminKey }>(o, io, 'EnablePurgeProtection', {
-      name: parseKeyName(name!, 'NAME'),
-    });
-    printKey(io, o.json, res.key);
-  });
 
   // enable / disable
   for (const [cmdName, enabled] of [
