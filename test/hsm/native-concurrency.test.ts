@@ -312,8 +312,8 @@ t.test('close() with work in flight drains, neither hangs nor crashes', async (t
   const done = await Promise.all(inflight);
   t.equal(done.flat().filter((r) => r.ok).length, 3000, 'everything submitted before close() completed');
   t.equal(hsm.state(), 'closed');
-  await hsm.close(); // idempotent
-  t.pass('second close is a no-op');
+  await t.resolves(hsm.close(), 'a second close resolves');
+  t.equal(hsm.state(), 'closed', 'and changes nothing');
 });
 
 t.test('session-object copies of hot keys: used, and destroyed on evict', async (t) => {
