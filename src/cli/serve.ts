@@ -251,7 +251,9 @@ export function firstRunBanner(
     '',
     'Call it with the CLI (client certificate bundle ' + bundle + '):',
     `  ${env}${cli} generate-data-key --key ${DEMO_KEY} ${endpoint} --bundle ${bundle}`,
-    `  ${env}${cli} wrap --key ${DEMO_KEY} --dek-base64 $(head -c 32 /dev/urandom | base64) ${endpoint} --bundle ${bundle}`,
+    // A DEK of your own goes in a file, not in argv (the process list shows argv).
+    `  (umask 077; head -c 32 /dev/urandom > ${home}/my.dek)`,
+    `  ${env}${cli} wrap --key ${DEMO_KEY} --dek-file ${home}/my.dek ${endpoint} --bundle ${bundle}`,
     `  ${env}${cli} unwrap --envelope-base64 <envelope printed above> ${endpoint} --bundle ${bundle}`,
     `  ${env}${cli} get-key ${DEMO_KEY} ${endpoint} --bundle ${bundle}`,
     '',

@@ -118,6 +118,8 @@ t.test('first run: creates the embedded default and prints how to call it', asyn
     /generate-data-key --key demo --endpoint 127\.0\.0\.1:\d+ --bundle var\/pki\/client\.bundle\.pem/,
   );
   t.match(banner, /grpcurl -cacert var\/pki\/ca\.pem -cert var\/pki\/client\.pem -key var\/pki\/client\.key/);
+  t.match(banner, /wrap --key demo --dek-file var\/my\.dek/, 'a DEK of your own is shown in a file');
+  t.notMatch(banner, /--dek-base64/, 'never a DEK in argv');
   t.notMatch(
     banner,
     new RegExp(readFileSync(join(home, 'var', 'secrets', 'hsm-user.pin'), 'utf8').trim()),
