@@ -18,9 +18,23 @@ import { describeMachine, machineInfo } from './lib/machine.js';
 import { best, median } from './lib/stats.js';
 import { auditWriterCost, sampleRequestEvent, type WriterCost } from './loadgen/audit-writer-cost.js';
 import { startDaemon, type Daemon } from './loadgen/daemon.js';
-import { cpuPerOp, LOAD_HEADER, loadRow, saturation } from './loadgen/report.js';
+import {
+  cpuPerOp,
+  generatorCpuSource,
+  generatorSummary,
+  LOAD_HEADER,
+  loadRow,
+  saturation,
+} from './loadgen/report.js';
 import { problems, runLoad, type LoadResult } from './loadgen/run.js';
-import { BATCH_SIZE, benchTiming, loadSpec, shapeFromEnv, tempWorkspace } from './loadgen/shape.js';
+import {
+  BATCH_SIZE,
+  benchTiming,
+  generatorFromEnv,
+  loadSpec,
+  shapeFromEnv,
+  tempWorkspace,
+} from './loadgen/shape.js';
 import { framesFor, makeWorkload, verifyCaptures } from './loadgen/workload.js';
 
 const ENVELOPES = 256;
@@ -171,9 +185,12 @@ async function main(): Promise<void> {
   out.push("    off = HYOKD_AUDIT_ENABLED=false (the configuration's benchmark-only switch)");
   out.push(`  audit directory on the temp dir's filesystem (fsync is real there, not tmpfs)`);
   out.push(
-    `  generator: ${shape.workers} worker threads x ${shape.connections} node:http2 connections, pre-encoded frames;` +
+    `  generator: ${generatorSummary(shape)}, pre-encoded frames;` +
       ` unary ${shape.inflight} and batch ${shape.batchInflight} calls in flight per connection,` +
       ` ${shape.deadlineMs > 0 ? `grpc-timeout ${shape.deadlineMs} ms` : 'no grpc-timeout'} on each`,
+  );
+  out.push(
+    `  cpu: server from /proc/<pid>/stat (+ its main thread = the JS thread), generator from ${generatorCpuSource()}`,
   );
   out.push(
     `  each round, each side: start a daemon, ${timing.quick ? 0.3 : 1} s of unary and of batch load untimed, measure both, stop it`,
@@ -247,6 +264,7 @@ async function main(): Promise<void> {
     writer_cpu_us_per_record: Object.fromEntries(
       writerCosts.map((w) => [w.op, roundRatio(w.cpuMicrosPerRecord)]),
     ),
+    generator: generatorFromEnv(),
     errors: totalProblems,
     dek_checked: checked,
     dek_mismatches: mismatches,

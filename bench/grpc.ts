@@ -1,7 +1,8 @@
 // gRPC data-plane benchmark: the real daemon (`hyokd serve`, shipped defaults, audit on)
-// in a child process over mutual TLS on 127.0.0.1, loaded by bench/loadgen (node:http2
-// sessions with the client certificate, worker threads, pre-encoded gRPC frames). One run
-// measures, in interleaved rounds:
+// in a child process over mutual TLS on 127.0.0.1, loaded by bench/loadgen (by default the
+// C generator grpc_gen.c, nghttp2 + OpenSSL in its own process; HYOKD_BENCH_GENERATOR=node
+// for the node:http2 worker threads; both send pre-encoded gRPC frames with the client
+// certificate). One run measures, in interleaved rounds:
 //
 //   echo    closed loop, Echo (authenticates, echoes ~100 bytes: the transport ceiling)
 //   unary   closed loop, Unwrap of one envelope
@@ -24,9 +25,23 @@ import { coresBusy, otherCores, type Measurement } from './lib/measurement.js';
 import { best, median } from './lib/stats.js';
 import { prepareCCeiling } from './loadgen/c-ceiling.js';
 import { startDaemon, type Daemon } from './loadgen/daemon.js';
-import { cpuPerOp, LOAD_HEADER, loadRow, saturation } from './loadgen/report.js';
+import {
+  cpuPerOp,
+  generatorCpuSource,
+  generatorSummary,
+  LOAD_HEADER,
+  loadRow,
+  saturation,
+} from './loadgen/report.js';
 import { problems, runLoad, type LoadResult } from './loadgen/run.js';
-import { BATCH_SIZE, benchTiming, loadSpec, shapeFromEnv, tempWorkspace } from './loadgen/shape.js';
+import {
+  BATCH_SIZE,
+  benchTiming,
+  generatorFromEnv,
+  loadSpec,
+  shapeFromEnv,
+  tempWorkspace,
+} from './loadgen/shape.js';
 import type { CallKind } from './loadgen/types.js';
 import { framesFor, makeWorkload, verifyCaptures, type Verification } from './loadgen/workload.js';
 
@@ -183,9 +198,7 @@ async function main(): Promise<void> {
   out.push(
     '    sessions sized from the CPU count, token-object KEK), embedded default in a temp HYOKD_HOME; log level warn',
   );
-  out.push(
-    `  generator: this process, ${shape.workers} worker threads x ${shape.connections} node:http2 connections (TLS 1.3, client certificate),`,
-  );
+  out.push(`  generator: ${generatorSummary(shape)}; TLS 1.3, client certificate;`);
   out.push(
     '    requests pre-encoded once with protobufjs; reads only grpc-status, response length and per-item status codes',
   );
@@ -209,7 +222,7 @@ async function main(): Promise<void> {
     `  latency: open loop at ${rate} calls/s (half the best echo), Echo then Unwrap alternating; p50/p99 over all rounds, from each call's scheduled start`,
   );
   out.push(
-    '  cpu: server from /proc/<pid>/stat (+ its main thread = the JS thread), generator from process.cpuUsage(), others = machine busy - both',
+    `  cpu: server from /proc/<pid>/stat (+ its main thread = the JS thread), generator from ${generatorCpuSource()}, others = machine busy - both`,
   );
   out.push(
     `  correctness: every status counted; ${checked} DEKs from sampled responses decoded and compared`,
@@ -325,6 +338,7 @@ async function main(): Promise<void> {
     unary_js_us: roundRatio(us('unary', 'serverMainThread')),
     batch_js_us_per_dek: roundRatio(us('batch', 'serverMainThread')),
     c_threads: threads,
+    generator: generatorFromEnv(),
     errors: totalProblems + cErrors,
     dek_checked: checked,
     dek_mismatches: mismatches,

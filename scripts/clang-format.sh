@@ -1,7 +1,7 @@
 #!/bin/sh
 # Formats the native sources in place with the pinned clang-format from node_modules,
 # or with --check lists the files that differ and exits 1 (used by `npm run lint`).
-# Files: native/*.cc native/*.h bench/*.c (style in .clang-format).
+# Files: native/*.cc native/*.h bench/*.c bench/loadgen/*.c (style in .clang-format).
 
 set -eu
 
@@ -25,7 +25,7 @@ esac
 
 # Collect existing files only: an unmatched glob stays literal in sh.
 files=""
-for f in native/*.cc native/*.h bench/*.c; do
+for f in native/*.cc native/*.h bench/*.c bench/loadgen/*.c; do
   [ -f "$f" ] && files="$files $f"
 done
 if [ -z "$files" ]; then

@@ -2,7 +2,8 @@
 # Idempotent bootstrap for a checkout: `npm start` and `npm test` run this first.
 #
 # Steps, each skipped when its outputs are already newer than its inputs:
-#   system   SoftHSM2, OpenSC (pkcs11-tool) and the p11-kit PKCS#11 header
+#   system   SoftHSM2, OpenSC (pkcs11-tool), the p11-kit PKCS#11 header, and the
+#            nghttp2 and OpenSSL headers of the benchmarks' C load generator
 #   deps     npm ci when node_modules is missing or older than package-lock.json
 #   native   node-gyp rebuild when the addon is older than native/, binding.gyp
 #            or scripts/gen-ckr-table.mjs
@@ -44,14 +45,20 @@ first_newer() {
 # --- system packages ---------------------------------------------------------
 SOFTHSM_LIB=/usr/lib/softhsm/libsofthsm2.so
 PKCS11_HEADER=/usr/include/p11-kit-1/p11-kit/pkcs11.h
+# The benchmarks' load generator (bench/loadgen/grpc_gen.c, also built by its test) is C on
+# libnghttp2 and OpenSSL.
+NGHTTP2_HEADER=/usr/include/nghttp2/nghttp2.h
+OPENSSL_HEADER=/usr/include/openssl/ssl.h
 
 missing=""
 [ -e "$SOFTHSM_LIB" ] || missing="$missing $SOFTHSM_LIB"
 command -v softhsm2-util >/dev/null 2>&1 || missing="$missing softhsm2-util"
 command -v pkcs11-tool >/dev/null 2>&1 || missing="$missing pkcs11-tool"
 [ -e "$PKCS11_HEADER" ] || missing="$missing $PKCS11_HEADER"
+[ -e "$NGHTTP2_HEADER" ] || missing="$missing $NGHTTP2_HEADER"
+[ -e "$OPENSSL_HEADER" ] || missing="$missing $OPENSSL_HEADER"
 
-packages="softhsm2 libp11-kit-dev opensc"
+packages="softhsm2 libp11-kit-dev opensc libnghttp2-dev libssl-dev"
 # The native addon also needs a C++ toolchain and Python for node-gyp.
 if ! command -v make >/dev/null 2>&1 || ! command -v g++ >/dev/null 2>&1; then
   missing="$missing make/g++"

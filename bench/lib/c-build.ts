@@ -1,33 +1,102 @@
-// Compiles bench/c_loop.c into bench/out/c_loop (gitignored) when the binary is missing
-// or older than its source.
+// Compiles the benchmarks' C programs into bench/out/ (gitignored) when a binary is missing
+// or older than its source: bench/c_loop.c (the PKCS#11 ceiling) and
+// bench/loadgen/grpc_gen.c (the gRPC load generator, on libnghttp2 and OpenSSL). Missing
+// development headers are installed with apt-get when running as root; otherwise the
+// error names the command to run.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { benchOutDir, repoRoot } from './paths.js';
 
 export const P11_INCLUDE = '/usr/include/p11-kit-1';
 
-export function buildCLoop(): string {
-  const src = join(repoRoot(), 'bench', 'c_loop.c');
-  const out = join(benchOutDir(), 'c_loop');
+interface CProgram {
+  /** Source, relative to the repository root. */
+  source: string;
+  /** Binary name in bench/out/. */
+  output: string;
+  flags: string[];
+  libs: string[];
+  /** Headers the source needs, with the Debian package that provides each. */
+  headers: Array<{ path: string; pkg: string }>;
+}
+
+const C_LOOP: CProgram = {
+  source: 'bench/c_loop.c',
+  output: 'c_loop',
+  flags: [`-I${P11_INCLUDE}`, '-DCRYPTOKI_COMPAT'],
+  libs: ['-ldl', '-lpthread'],
+  headers: [],
+};
+
+const GRPC_GEN: CProgram = {
+  source: 'bench/loadgen/grpc_gen.c',
+  output: 'grpc_gen',
+  flags: ['-std=c11'],
+  libs: ['-lnghttp2', '-lssl', '-lcrypto', '-lpthread'],
+  headers: [
+    { path: '/usr/include/nghttp2/nghttp2.h', pkg: 'libnghttp2-dev' },
+    { path: '/usr/include/openssl/ssl.h', pkg: 'libssl-dev' },
+  ],
+};
+
+/** Installs the packages whose headers are missing (root only), or says how to. */
+function ensureHeaders(p: CProgram): void {
+  const missing = p.headers.filter((h) => !existsSync(h.path));
+  if (missing.length === 0) return;
+  const pkgs = missing.map((h) => h.pkg);
+  const what = missing.map((h) => h.path).join(', ');
+  if (process.getuid?.() !== 0) {
+    throw new Error(
+      `building ${p.source} needs ${what}; install it with: sudo apt-get install -y ${pkgs.join(' ')}`,
+    );
+  }
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  const apt = (args: string[]) =>
+    execFileSync('apt-get', args, { env, stdio: ['ignore', 'inherit', 'inherit'] });
+  process.stderr.write(`${what} missing: apt-get install -y ${pkgs.join(' ')}\n`);
+  try {
+    apt(['install', '-y', ...pkgs]);
+  } catch {
+    // A fresh image often has no package lists yet.
+    try {
+      apt(['update']);
+      apt(['install', '-y', ...pkgs]);
+    } catch (e) {
+      throw new Error(
+        `apt-get install -y ${pkgs.join(' ')} failed (${(e as Error).message}); run it by hand, then retry`,
+      );
+    }
+  }
+  const still = missing.filter((h) => !existsSync(h.path));
+  if (still.length > 0) throw new Error(`${still.map((h) => h.path).join(', ')} still missing after apt-get`);
+}
+
+/** The path of the program's binary, compiled first when missing or older than its source. */
+function buildC(p: CProgram): string {
+  const src = join(repoRoot(), p.source);
+  const out = join(benchOutDir(), p.output);
   mkdirSync(benchOutDir(), { recursive: true });
   if (existsSync(out) && statSync(out).mtimeMs >= statSync(src).mtimeMs) return out;
-  const args = [
-    '-O2',
-    '-Wall',
-    '-Wextra',
-    `-I${P11_INCLUDE}`,
-    '-DCRYPTOKI_COMPAT',
-    src,
-    '-o',
-    out,
-    '-ldl',
-    '-lpthread',
-  ];
+  ensureHeaders(p);
+  // Compile to a private name and rename: a benchmark and a test building at the same
+  // time never run a half-written binary.
+  const tmp = `${out}.${process.pid}.tmp`;
+  const args = ['-O2', '-Wall', '-Wextra', ...p.flags, src, '-o', tmp, ...p.libs];
   try {
     execFileSync('cc', args, { stdio: ['ignore', 'inherit', 'inherit'] });
+    renameSync(tmp, out);
   } catch (e) {
-    throw new Error(`compiling bench/c_loop.c failed (cc ${args.join(' ')}): ${(e as Error).message}`);
+    rmSync(tmp, { force: true });
+    throw new Error(`compiling ${p.source} failed (cc ${args.join(' ')}): ${(e as Error).message}`);
   }
   return out;
+}
+
+export function buildCLoop(): string {
+  return buildC(C_LOOP);
+}
+
+export function buildGrpcGen(): string {
+  return buildC(GRPC_GEN);
 }

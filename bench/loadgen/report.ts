@@ -1,6 +1,22 @@
 // Shared pieces of the load benchmarks' reports: per-round rows and which side saturated.
 import { fmtRate } from '../lib/format.js';
 import { problems, type LoadResult } from './run.js';
+import { generatorFromEnv, type Shape } from './shape.js';
+
+/** What generated the load (HYOKD_BENCH_GENERATOR), for the reports' method section. */
+export function generatorSummary(shape: Shape): string {
+  return generatorFromEnv() === 'node'
+    ? `this process, ${shape.workers} worker threads x ${shape.connections} node:http2 connections`
+    : `bench/loadgen/grpc_gen.c in a child process, ${shape.workers} threads x ${shape.connections} connections` +
+        ' (nghttp2 + OpenSSL, an epoll loop per thread)';
+}
+
+/** Where the generator's CPU time was read. */
+export function generatorCpuSource(): string {
+  return generatorFromEnv() === 'node'
+    ? 'process.cpuUsage() (this process: the worker threads and the coordinator)'
+    : '/proc/<grpc_gen pid>/stat (all its threads)';
+}
 
 function pct(x: number): string {
   return Number.isFinite(x) ? `${Math.round(x * 100)}%` : '-';

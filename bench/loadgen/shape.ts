@@ -1,9 +1,15 @@
 // The load shape shared by bench:grpc and bench:audit, from the environment:
-//   HYOKD_BENCH_WORKERS       generator worker threads (default 2)
-//   HYOKD_BENCH_CONNECTIONS   HTTP/2 connections per worker (default 2)
+//   HYOKD_BENCH_GENERATOR     c (default): bench/loadgen/grpc_gen.c, nghttp2 + OpenSSL in a child
+//                             process, a few us of CPU per call; node: the node:http2 worker
+//                             threads in this process (worker.ts), ~10x the CPU per call
+//   HYOKD_BENCH_WORKERS       generator threads (default 2)
+//   HYOKD_BENCH_CONNECTIONS   HTTP/2 connections per generator thread (default 2)
 //   HYOKD_BENCH_INFLIGHT      unary/echo calls in flight per connection (default 16)
 //   HYOKD_BENCH_BATCH_INFLIGHT  BatchUnwrap calls in flight per connection (default 4)
 //   HYOKD_BENCH_STREAM_WINDOW messages in flight per UnwrapStream (default 128; one stream per connection)
+//   HYOKD_BENCH_OPEN_TICK_US  open loop, C generator: each thread wakes every N us and starts the
+//                             calls whose slots have come, each timed from its own slot
+//                             (default 1000, the node generator's 1 ms timer; 0 = a wakeup per slot)
 //   HYOKD_BENCH_DEADLINE_MS   grpc-timeout of each unary and batch call (default 30000, as a client
 //                             would set one; 0 sends none)
 // and the duration knobs of bench/lib/timing.ts. QUICK=1 is accepted as a synonym of
@@ -25,6 +31,7 @@ export interface Shape {
   batchInflight: number;
   streamWindow: number;
   deadlineMs: number;
+  openTickUs: number;
 }
 
 function int(name: string, fallback: number, max: number): number {
@@ -37,6 +44,16 @@ function int(name: string, fallback: number, max: number): number {
   return v;
 }
 
+export type GeneratorKind = 'c' | 'node';
+
+/** Which load generator runLoad uses (HYOKD_BENCH_GENERATOR). */
+export function generatorFromEnv(): GeneratorKind {
+  const raw = process.env.HYOKD_BENCH_GENERATOR ?? '';
+  if (raw === '' || raw === 'c') return 'c';
+  if (raw === 'node') return 'node';
+  throw new Error(`HYOKD_BENCH_GENERATOR must be "c" or "node" (got "${raw}")`);
+}
+
 export function shapeFromEnv(): Shape {
   return {
     workers: int('HYOKD_BENCH_WORKERS', 2, 16),
@@ -46,6 +63,8 @@ export function shapeFromEnv(): Shape {
     streamWindow: int('HYOKD_BENCH_STREAM_WINDOW', 128, 256),
     deadlineMs:
       process.env.HYOKD_BENCH_DEADLINE_MS === '0' ? 0 : int('HYOKD_BENCH_DEADLINE_MS', 30_000, 99_999_999),
+    openTickUs:
+      process.env.HYOKD_BENCH_OPEN_TICK_US === '0' ? 0 : int('HYOKD_BENCH_OPEN_TICK_US', 1000, 1_000_000),
   };
 }
 
@@ -84,6 +103,7 @@ export function loadSpec(
     warmupMs: timing.warmup * 1000,
     measureMs: timing.seconds * 1000,
     deadlineMs: shape.deadlineMs,
+    openTickUs: shape.openTickUs,
     captureEvery: kind === 'batch' ? 7 : 97,
     maxCaptures: 20,
   };
