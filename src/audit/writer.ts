@@ -2,9 +2,11 @@
 //
 // Every record is one line of canonical JSON carrying `seq` (monotonic across files and
 // restarts), `ts`, `prev` (the previous record's hash) and `hash` (SHA-256 over the
-// record without `hash`). `append` resolves only after the record's line is written and
-// fsync'd; records that arrive while a write+fsync is in progress go out together in the
-// next batch (group commit), so one fsync covers many requests under load.
+// record without `hash`). `append` resolves only after the record's line is durable:
+// written to a descriptor opened O_DSYNC (the default file system; one thread-pool trip
+// per batch), or written and fsync'd. Records that arrive while a batch is being written
+// go out together in the next batch (group commit), so one durable write covers many
+// requests under load; an idle writer writes at once (`groupCommitMaxDelayMs` 0).
 //
 // Fail closed. A write or fsync that errors, or does not finish within `writeTimeoutMs`
 // (a real timer around open+write+fsync), rejects every record of the batch with
@@ -582,7 +584,7 @@ export class AuditWriter extends EventEmitter {
           if (n <= 0) throw Object.assign(new Error('short write'), { code: 'EIO' });
           off += n;
         }
-        await this.#fs.fsync(target);
+        if (!this.#fs.syncedWrites) await this.#fs.fsync(target);
         return target;
       });
     } catch (err) {

@@ -137,9 +137,12 @@ export const auditSchema = z.strictObject({
   writeTimeoutMs: positiveInt('fail the request when an audit write takes longer, in milliseconds').default(
     2000,
   ),
+  // 0: a batch is written as soon as the writer is free; records that arrive while a
+  // write is on disk form the next batch by themselves. A delay only adds latency to every
+  // call that finds the writer idle (measured: 2 ms here cost a third of unary throughput).
   groupCommitMaxDelayMs: nonNegativeInt(
-    'maximum wait to group audit records into one fsync, in milliseconds',
-  ).default(2),
+    'extra wait of an idle audit writer for more records before it writes, in milliseconds',
+  ).default(0),
 });
 
 export const metricsSchema = z.strictObject({

@@ -70,7 +70,7 @@ t.test('defaults with no file and no environment', async (t) => {
     checkpointEvery: 1000,
     checkpointIntervalMs: 60000,
     writeTimeoutMs: 2000,
-    groupCommitMaxDelayMs: 2,
+    groupCommitMaxDelayMs: 0,
   });
   t.same(c.metrics, { listen: '127.0.0.1:9464', enabled: true });
   t.equal(c.policy.file, join(home, 'policy.yaml'));
