@@ -26,6 +26,12 @@ export interface NativeBackendOptions extends RawOpenOptions {
   /** Most time an item may wait to start, in milliseconds (a caller's `timeoutMs` can only shorten it). */
   opTimeoutMs?: number;
   /**
+   * Single ops (`run()`, one-op `batch()`) queued in one event-loop turn are submitted
+   * together at the end of the turn, or as soon as this many are waiting. Default
+   * `NativeBackend.DEFAULT_COALESCE_MAX_OPS` (16).
+   */
+  coalesceMaxOps?: number;
+  /**
    * Give each HsmError the stack of the synchronous call that submitted the op, by
    * capturing a stack on every `run()`/`batch()` (a few microseconds each). Default:
    * `NativeBackend.captureCallSites` (false). Without it an HsmError still names the
@@ -82,18 +88,37 @@ export class NativeBackend implements HsmBackend {
    */
   static captureCallSites = false;
 
+  /**
+   * Why 16: a burst of unary calls read from one socket is parsed in one turn of the
+   * event loop (~15 us each). Waiting for the end of the turn left the HSM idle while the
+   * loop parsed the whole burst, and then returned all results at once, so the calls
+   * moved through HSM, audit and response in lockstep waves. Submitting every 16 lets the
+   * HSM start on the first calls while the loop parses the rest, and their results come
+   * back (and go to the audit log) while the HSM works on the later ones. Measured in
+   * process on 64 concurrent Unwraps: 10.8k -> 16.6k calls/s and less JS time per call;
+   * 8 was slower again (more submissions and audit batches).
+   */
+  static readonly DEFAULT_COALESCE_MAX_OPS = 16;
+
   readonly module: ModuleInfo;
   readonly token: TokenInfo;
   private readonly raw: RawHsm;
   private readonly opTimeoutMs: number | undefined;
   private readonly captureOption: boolean | undefined;
+  private readonly coalesceMaxOps: number;
   private caps: Promise<Capabilities> | undefined;
   private closed = false;
 
-  private constructor(raw: RawHsm, opTimeoutMs: number | undefined, captureCallSites: boolean | undefined) {
+  private constructor(
+    raw: RawHsm,
+    opTimeoutMs: number | undefined,
+    captureCallSites: boolean | undefined,
+    coalesceMaxOps: number,
+  ) {
     this.raw = raw;
     this.opTimeoutMs = opTimeoutMs;
     this.captureOption = captureCallSites;
+    this.coalesceMaxOps = coalesceMaxOps;
     const info = raw.info();
     this.module = info.module as unknown as ModuleInfo;
     this.token = info.token as unknown as TokenInfo;
@@ -102,9 +127,11 @@ export class NativeBackend implements HsmBackend {
   static async open(opts: NativeBackendOptions): Promise<NativeBackend> {
     const site = new Error();
     try {
-      const { opTimeoutMs, captureCallSites, ...rawOptions } = opts;
+      const { opTimeoutMs, captureCallSites, coalesceMaxOps, ...rawOptions } = opts;
+      const max = coalesceMaxOps ?? NativeBackend.DEFAULT_COALESCE_MAX_OPS;
+      if (!Number.isInteger(max) || max < 1) throw new RangeError('coalesceMaxOps must be an integer >= 1');
       const raw = await addon().open(rawOptions);
-      return new NativeBackend(raw, opTimeoutMs, captureCallSites);
+      return new NativeBackend(raw, opTimeoutMs, captureCallSites, max);
     } catch (e) {
       throw wholeBatchError(e, site);
     }
@@ -145,28 +172,35 @@ export class NativeBackend implements HsmBackend {
   }
 
   // --- coalescing of single ops ------------------------------------------------------
-  // Items queued during one turn of the event loop are submitted by a setImmediate as
-  // one native batch per distinct timeout. Each item keeps its own result (and `batch`
-  // gives it its own caller stack). If the combined submission is refused as a whole
-  // (a bad op, a full queue, a closed module), every item is resubmitted alone, so each
-  // gets exactly the answer it would have had without coalescing.
+  // Items queued during one turn of the event loop are submitted by a setImmediate, or
+  // at once when `coalesceMaxOps` are waiting, as one native batch per distinct timeout.
+  // Each item keeps its own result (and `batch` gives it its own caller stack). If the
+  // combined submission is refused as a whole (a bad op, a full queue, a closed module),
+  // every item is resubmitted alone, so each gets exactly the answer it would have had
+  // without coalescing.
   private pending: PendingOp[] = [];
   private flushScheduled = false;
+  private readonly flushAtTurnEnd = (): void => {
+    this.flushScheduled = false;
+    this.flush();
+  };
 
   private coalesce(op: Op, timeoutMs: number | undefined): Promise<RawItem> {
     return new Promise<RawItem>((resolve, reject) => {
       this.pending.push({ op, timeoutMs, resolve, reject });
-      if (!this.flushScheduled) {
+      if (this.pending.length >= this.coalesceMaxOps) {
+        this.flush();
+      } else if (!this.flushScheduled) {
         this.flushScheduled = true;
-        setImmediate(() => this.flush());
+        setImmediate(this.flushAtTurnEnd);
       }
     });
   }
 
   private flush(): void {
-    this.flushScheduled = false;
     const all = this.pending;
     this.pending = [];
+    if (all.length === 0) return;
     if (all.length === 1) {
       this.submitAlone(all[0]!);
       return;
