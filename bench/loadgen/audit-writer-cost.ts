@@ -49,11 +49,8 @@ export async function auditWriterCost(
   bursts: number,
 ): Promise<WriterCost> {
   const auditDir = mkdtempSync(join(dir, 'writer-'));
-  const w = await AuditWriter.open({
-    dir: auditDir,
-    signer: new SoftwareAuditSigner(),
-    groupCommitMaxDelayMs: 2,
-  });
+  // The daemon's defaults (audit-fs O_DSYNC, no group-commit delay), a software signer.
+  const w = await AuditWriter.open({ dir: auditDir, signer: new SoftwareAuditSigner() });
   try {
     // One untimed burst first: the writer's code is cold in this process.
     await Promise.all(
