@@ -61,7 +61,15 @@ bool SessionPool::Start(OpError* err) {
   return true;
 }
 
+// Whether queued items outnumber the workers that are awake and not running an op (they
+// take the next items without being woken), while some worker sleeps. Under mu_.
+bool SessionPool::NeedsWorkerLocked() const {
+  size_t awake_free = workers_.size() - waiting_ - busy_;
+  return waiting_ > 0 && queue_.size() > awake_free;
+}
+
 bool SessionPool::Submit(Batch* b, OpError* err) {
+  bool wake = false;
   size_t n = b->ops.size();
   b->results.resize(n);
   b->remaining.store(n, std::memory_order_release);
@@ -82,13 +90,12 @@ bool SessionPool::Submit(Batch* b, OpError* err) {
       return false;
     }
     for (size_t i = 0; i < n; i++) queue_.push_back(Item{b, static_cast<uint32_t>(i)});
+    wake = NeedsWorkerLocked();
   }
-  // One wake-up from the submitting (JS) thread, whatever the batch size: a worker that
-  // takes an item and sees more queued wakes the next one itself (WorkerLoop). Waking
-  // every worker from here made each submission pay one futex wake per sleeping worker,
-  // and the woken threads could preempt the event loop: measured here, a 16-op submit
-  // to two sleeping workers took 73-103 us of the JS thread with notify_all, 47 with this.
-  work_cv_.notify_one();
+  // At most one wake-up from the submitting (JS) thread, and none while awake workers
+  // will take the items anyway; a worker that takes an item and leaves a backlog wakes
+  // the next (WorkerLoop).
+  if (wake) work_cv_.notify_one();
   return true;
 }
 
@@ -99,9 +106,11 @@ void SessionPool::WorkerLoop(size_t index) {
     bool more = false;
     {
       std::unique_lock<std::mutex> lk(mu_);
-      work_cv_.wait(lk, [&] {
-        return stop_ || (!queue_.empty() && !paused_ && state_.load() != PoolState::kRecovering);
-      });
+      while (!(stop_ || (!queue_.empty() && !paused_ && state_.load() != PoolState::kRecovering))) {
+        waiting_++;
+        work_cv_.wait(lk);
+        waiting_--;
+      }
       if (queue_.empty() || (stop_ && state_.load() == PoolState::kRecovering)) {
         if (stop_) break;
         continue;
@@ -109,9 +118,9 @@ void SessionPool::WorkerLoop(size_t index) {
       item = queue_.front();
       queue_.pop_front();
       busy_++;
-      more = !queue_.empty();
+      more = NeedsWorkerLocked();
     }
-    // Pass the wake-up on (see Submit); a no-op when no other worker is waiting.
+    // Pass the wake-up on (see Submit) when a backlog is left and another worker sleeps.
     if (more) work_cv_.notify_one();
     RunItem(w, item);
     {

@@ -103,6 +103,7 @@ class SessionPool {
   void RequestReinit();
   void CountError(const std::string& code);
   bool TakeFault(CK_RV* rv);
+  bool NeedsWorkerLocked() const;
 
   Module* module_;
   Options opts_;
@@ -116,6 +117,7 @@ class SessionPool {
   std::condition_variable super_cv_;  // supervisor waits for a reinit request
   std::deque<Item> queue_;
   size_t busy_ = 0;
+  size_t waiting_ = 0;  // workers blocked on work_cv_
   bool stop_ = false;
   bool closing_ = false;  // no new submissions; queued work still drains
   bool paused_ = false;   // workers take no new item (test hook)
