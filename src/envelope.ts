@@ -120,6 +120,10 @@ export function encodeEnvelope(
  * Parses an envelope strictly. Anything malformed, truncated, oversized, of an unknown
  * version or algorithm, or followed by trailing bytes throws HyokError MALFORMED_ENVELOPE
  * whose message says what is wrong (never echoing the bytes).
+ *
+ * `iv`, `tag`, `ciphertext` and `header` are views into `input`, not copies: nothing
+ * here writes to them, and the HSM layer copies what it needs. (Four copies per unwrap
+ * were a good part of BatchUnwrap's garbage.) Copy them before changing `input`.
  */
 export function decodeEnvelope(input: Uint8Array): DecodedEnvelope {
   if (!(input instanceof Uint8Array)) throw malformed('not bytes');
@@ -146,10 +150,10 @@ export function decodeEnvelope(input: Uint8Array): DecodedEnvelope {
   off += 4;
   const headerEnd = off;
   if (buf.length < off + IV_BYTES) throw malformed('truncated IV');
-  const iv = Buffer.from(buf.subarray(off, off + IV_BYTES));
+  const iv = buf.subarray(off, off + IV_BYTES);
   off += IV_BYTES;
   if (buf.length < off + TAG_BYTES) throw malformed('truncated tag');
-  const tag = Buffer.from(buf.subarray(off, off + TAG_BYTES));
+  const tag = buf.subarray(off, off + TAG_BYTES);
   off += TAG_BYTES;
   if (buf.length < off + 2) throw malformed('truncated ciphertext length');
   const l = buf.readUInt16BE(off);
@@ -157,7 +161,7 @@ export function decodeEnvelope(input: Uint8Array): DecodedEnvelope {
   if (l < 1 || l > MAX_CIPHERTEXT_BYTES)
     throw malformed(`ciphertext length ${l} is outside 1-${MAX_CIPHERTEXT_BYTES}`);
   if (buf.length < off + l) throw malformed(`truncated ciphertext (${buf.length - off} of ${l} bytes)`);
-  const ciphertext = Buffer.from(buf.subarray(off, off + l));
+  const ciphertext = buf.subarray(off, off + l);
   off += l;
   if (buf.length !== off) throw malformed(`${buf.length - off} trailing bytes after the ciphertext`);
   return {
@@ -168,7 +172,7 @@ export function decodeEnvelope(input: Uint8Array): DecodedEnvelope {
     iv,
     tag,
     ciphertext,
-    header: Buffer.from(buf.subarray(0, headerEnd)),
+    header: buf.subarray(0, headerEnd),
   };
 }
 
@@ -180,9 +184,11 @@ export function envelopeAad(header: Buffer, callerAad: Uint8Array = Buffer.alloc
   if (callerAad.length > MAX_CALLER_AAD_BYTES) {
     throw new HyokError('AAD_SIZE', { params: { length: callerAad.length, limit: MAX_CALLER_AAD_BYTES } });
   }
-  const len = Buffer.alloc(4);
-  len.writeUInt32BE(header.length, 0);
-  return Buffer.concat([len, header, callerAad]);
+  const out = Buffer.allocUnsafe(4 + header.length + callerAad.length);
+  out.writeUInt32BE(header.length, 0);
+  out.set(header, 4);
+  out.set(callerAad, 4 + header.length);
+  return out;
 }
 
 /** Splits the HSM's GCM output (ciphertext || 16-byte tag). Throws INTERNAL if too short. */
@@ -197,5 +203,8 @@ export function splitGcmOutput(output: Buffer): { ciphertext: Buffer; tag: Buffe
 
 /** The HSM decrypt input for an envelope: ciphertext || tag. */
 export function gcmInput(env: Pick<Envelope, 'ciphertext' | 'tag'>): Buffer {
-  return Buffer.concat([env.ciphertext, env.tag]);
+  const out = Buffer.allocUnsafe(env.ciphertext.length + env.tag.length);
+  out.set(env.ciphertext, 0);
+  out.set(env.tag, env.ciphertext.length);
+  return out;
 }

@@ -106,6 +106,23 @@ t.test('round trip', async (t) => {
   t.equal(decodeEnvelope(wrapped.subarray(5, 5 + inner.length)).keyName, sample.keyName);
 });
 
+t.test('decoded parts are views of the input; gcmInput is ciphertext || tag', async (t) => {
+  const input = Buffer.from(encodeEnvelope(sample));
+  const d = decodeEnvelope(input);
+  t.same(d.header, input.subarray(0, d.header.length));
+  const hsmInput = gcmInput(d);
+  t.same(hsmInput, Buffer.concat([sample.ciphertext, sample.tag]));
+  // A change to the input shows through every part (views, no copies)…
+  const before = [d.header, d.iv, d.tag, d.ciphertext].map((b) => Buffer.from(b));
+  input.fill(0xee);
+  for (const [i, part] of [d.header, d.iv, d.tag, d.ciphertext].entries()) {
+    t.notSame(part, before[i], `part ${i} is a view of the input`);
+    t.ok(part.every((x) => x === 0xee));
+  }
+  // …but not through the HSM input, which is its own buffer.
+  t.same(hsmInput, Buffer.concat([sample.ciphertext, sample.tag]));
+});
+
 t.test('seal and open with header binding', async (t) => {
   const dek = randomBytes(32);
   const aad = Buffer.from('tenant=42');
