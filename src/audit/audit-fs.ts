@@ -1,6 +1,7 @@
 // The file-system calls the audit writer makes, behind a small interface so tests can
 // inject ENOSPC, EIO or a write that never returns. The default works on numeric file
-// descriptors (fs.write + fs.fsync), so the writer controls every byte and every flush.
+// descriptors (fs.write on files opened O_DSYNC; fs.fsync for the rest), so the writer
+// controls every byte and every flush.
 
 import * as fs from 'node:fs';
 import { promisify } from 'node:util';

@@ -82,9 +82,9 @@ export interface AuditWriterOptions {
   checkpointEveryMs?: number;
   /** How long the first record of an idle writer waits for company. Default 0 (same tick only). */
   groupCommitMaxDelayMs?: number;
-  /** Most records in one write+fsync. Default 4096. */
+  /** Most records in one durable write. Default 4096. */
   groupCommitMaxRecords?: number;
-  /** Bound on open+write+fsync of one batch. Default 2000 ms. */
+  /** Bound on open + durable write of one batch. Default 2000 ms. */
   writeTimeoutMs?: number;
   /** Retry interval while unhealthy. Default 1000 ms. */
   probeIntervalMs?: number;
@@ -105,6 +105,7 @@ export interface AuditStats {
   /** Durable records written by this writer, its own markers included. */
   records: number;
   batches: number;
+  /** Durable flushes: O_DSYNC writes, or fsyncs when the file system needs them. */
   fsyncs: number;
   lastBatchSize: number;
   maxBatchSize: number;
@@ -323,7 +324,7 @@ export class AuditWriter extends EventEmitter {
   }
 
   /**
-   * Record one event. Resolves once the record is fsync'd; rejects with code
+   * Record one event. Resolves once the record is durable; rejects with code
    * AUDIT_UNAVAILABLE when it cannot be (the caller must then refuse the request), or
    * AUDIT_BAD_RECORD for an event that is not an object of a known type.
    */

@@ -304,7 +304,7 @@ export class Metrics implements CallObserver {
     // ---- audit ---------------------------------------------------------------------------
     this.#auditWrite = new Histogram({
       name: 'hyokd_audit_write_duration_seconds',
-      help: 'Time to write and fsync one audit group commit, in seconds.',
+      help: 'Time to make one audit group commit durable (O_DSYNC write, or write and fsync), in seconds.',
       buckets: [...LATENCY_BUCKETS_SECONDS],
       registers,
     });
