@@ -131,18 +131,12 @@ const READY_TIMEOUT_MS = 30_000;
 /** Past the window: the generator's own 5 s drain, its teardown and some slack. */
 const EXIT_SLACK_MS = 30_000;
 
-/** grpc_gen's JSON line (see the header of grpc_gen.c). */
-interface GenOutput {
-  calls: number;
-  okItems: number;
-  failedItems: number;
-  nonOk: Record<string, number>;
-  transportErrors: number;
-  skipped: number;
-  abandoned: number;
+/** grpc_gen's JSON line (see the header of grpc_gen.c): a WorkerResult with its histogram as buckets. */
+type GenOutput = Omit<WorkerResult, 'histogram' | 'captures'> & {
+  /** [microseconds, count] per bucket. */
   histogram: Array<[number, number]>;
   captures: Array<{ frame: number; hex: string }>;
-}
+};
 
 /** The generator's JSON as a WorkerResult, the histogram rebuilt from its buckets. */
 function fromGenOutput(line: string): WorkerResult {
