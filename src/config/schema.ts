@@ -139,7 +139,8 @@ export const auditSchema = z.strictObject({
   ),
   // 0: a batch is written as soon as the writer is free; records that arrive while a
   // write is on disk form the next batch by themselves. A delay only adds latency to every
-  // call that finds the writer idle (measured: 2 ms here cost a third of unary throughput).
+  // call that finds the writer idle (measured with 2 ms: each wave of concurrent unary
+  // calls waited 2.4 ms before its write, every time).
   groupCommitMaxDelayMs: nonNegativeInt(
     'extra wait of an idle audit writer for more records before it writes, in milliseconds',
   ).default(0),

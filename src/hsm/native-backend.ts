@@ -95,8 +95,9 @@ export class NativeBackend implements HsmBackend {
    * moved through HSM, audit and response in lockstep waves. Submitting every 16 lets the
    * HSM start on the first calls while the loop parses the rest, and their results come
    * back (and go to the audit log) while the HSM works on the later ones. Measured in
-   * process on 64 concurrent Unwraps: 10.8k -> 16.6k calls/s and less JS time per call;
-   * 8 was slower again (more submissions and audit batches).
+   * process on 64 concurrent Unwraps: 10.8k -> 16.6k calls/s in a paired run (12.5-14.4k
+   * in later ones) and less JS time per call; 8 was slower again (more submissions and
+   * audit batches).
    */
   static readonly DEFAULT_COALESCE_MAX_OPS = 16;
 
