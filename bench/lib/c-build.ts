@@ -1,8 +1,7 @@
 // Compiles the benchmarks' C programs into bench/out/ (gitignored) when a binary is missing
 // or older than its source: bench/c_loop.c (the PKCS#11 ceiling) and
-// bench/loadgen/grpc_gen.c (the gRPC load generator, on libnghttp2 and OpenSSL). Missing
-// development headers are installed with apt-get when running as root; otherwise the
-// error names the command to run.
+// bench/loadgen/grpc_gen.c (the gRPC load generator, on libnghttp2 and OpenSSL, whose
+// packages scripts/ensure.sh installs).
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -40,36 +39,19 @@ const GRPC_GEN: CProgram = {
   ],
 };
 
-/** Installs the packages whose headers are missing (root only), or says how to. */
-function ensureHeaders(p: CProgram): void {
+/**
+ * The headers must be there: scripts/ensure.sh installs their packages (every `npm run
+ * bench:*` and `npm test` runs it first), so this only says what is missing and how to
+ * get it when a benchmark was started some other way.
+ */
+function checkHeaders(p: CProgram): void {
   const missing = p.headers.filter((h) => !existsSync(h.path));
   if (missing.length === 0) return;
-  const pkgs = missing.map((h) => h.pkg);
-  const what = missing.map((h) => h.path).join(', ');
-  if (process.getuid?.() !== 0) {
-    throw new Error(
-      `building ${p.source} needs ${what}; install it with: sudo apt-get install -y ${pkgs.join(' ')}`,
-    );
-  }
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  const apt = (args: string[]) =>
-    execFileSync('apt-get', args, { env, stdio: ['ignore', 'inherit', 'inherit'] });
-  process.stderr.write(`${what} missing: apt-get install -y ${pkgs.join(' ')}\n`);
-  try {
-    apt(['install', '-y', ...pkgs]);
-  } catch {
-    // A fresh image often has no package lists yet.
-    try {
-      apt(['update']);
-      apt(['install', '-y', ...pkgs]);
-    } catch (e) {
-      throw new Error(
-        `apt-get install -y ${pkgs.join(' ')} failed (${(e as Error).message}); run it by hand, then retry`,
-      );
-    }
-  }
-  const still = missing.filter((h) => !existsSync(h.path));
-  if (still.length > 0) throw new Error(`${still.map((h) => h.path).join(', ')} still missing after apt-get`);
+  const pkgs = missing.map((h) => h.pkg).join(' ');
+  throw new Error(
+    `building ${p.source} needs ${missing.map((h) => h.path).join(', ')}: run sh scripts/ensure.sh ` +
+      `(it installs them as root), or apt-get install -y ${pkgs}`,
+  );
 }
 
 /** The path of the program's binary, compiled first when missing or older than its source. */
@@ -78,7 +60,7 @@ function buildC(p: CProgram): string {
   const out = join(benchOutDir(), p.output);
   mkdirSync(benchOutDir(), { recursive: true });
   if (existsSync(out) && statSync(out).mtimeMs >= statSync(src).mtimeMs) return out;
-  ensureHeaders(p);
+  checkHeaders(p);
   // Compile to a private name and rename: a benchmark and a test building at the same
   // time never run a half-written binary.
   const tmp = `${out}.${process.pid}.tmp`;
