@@ -26,7 +26,7 @@ import { fmtRate, fmtRatio, roundRatio, table } from './lib/format.js';
 import { describeMachine, machineInfo } from './lib/machine.js';
 import { mainThreadCpuSeconds } from './lib/procstat.js';
 import { median } from './lib/stats.js';
-import { benchTiming } from './loadgen/shape.js';
+import { benchTiming, intFromEnv } from './loadgen/shape.js';
 
 type Handler = (call: ServerUnaryCall<unknown, unknown>, cb: sendUnaryData<unknown>) => void;
 type Case = 'echo' | 'unwrap' | 'unwrap_noaudit';
@@ -118,11 +118,8 @@ interface Result {
 
 async function main(): Promise<void> {
   const timing = benchTiming();
-  const raw = process.env.HYOKD_BENCH_INFLIGHT ?? '64';
-  const inflight = Number(raw);
-  if (!Number.isInteger(inflight) || inflight < 1 || inflight > 4096) {
-    throw new Error(`HYOKD_BENCH_INFLIGHT must be an integer between 1 and 4096 (got "${raw}")`);
-  }
+  // In process there is no per-connection split: all calls in flight, 64 by default.
+  const inflight = intFromEnv('HYOKD_BENCH_INFLIGHT', 64, 4096);
   const machine = machineInfo();
   const dir = mkdtempSync(join(tmpdir(), 'hyokd-bench-pipeline-'));
   let r: Rig | undefined;

@@ -34,12 +34,13 @@ export interface Shape {
   openTickUs: number;
 }
 
-function int(name: string, fallback: number, max: number): number {
+/** An integer knob from the environment: `fallback` when unset, else min..max or an error naming it. */
+export function intFromEnv(name: string, fallback: number, max: number, min = 1): number {
   const raw = process.env[name];
   if (raw === undefined || raw === '') return fallback;
   const v = Number(raw);
-  if (!Number.isInteger(v) || v < 1 || v > max) {
-    throw new Error(`${name} must be an integer between 1 and ${max} (got "${raw}")`);
+  if (!Number.isInteger(v) || v < min || v > max) {
+    throw new Error(`${name} must be an integer between ${min} and ${max} (got "${raw}")`);
   }
   return v;
 }
@@ -56,15 +57,13 @@ export function generatorFromEnv(): GeneratorKind {
 
 export function shapeFromEnv(): Shape {
   return {
-    workers: int('HYOKD_BENCH_WORKERS', 2, 16),
-    connections: int('HYOKD_BENCH_CONNECTIONS', 2, 64),
-    inflight: int('HYOKD_BENCH_INFLIGHT', 16, 1024),
-    batchInflight: int('HYOKD_BENCH_BATCH_INFLIGHT', 4, 256),
-    streamWindow: int('HYOKD_BENCH_STREAM_WINDOW', 128, 256),
-    deadlineMs:
-      process.env.HYOKD_BENCH_DEADLINE_MS === '0' ? 0 : int('HYOKD_BENCH_DEADLINE_MS', 30_000, 99_999_999),
-    openTickUs:
-      process.env.HYOKD_BENCH_OPEN_TICK_US === '0' ? 0 : int('HYOKD_BENCH_OPEN_TICK_US', 1000, 1_000_000),
+    workers: intFromEnv('HYOKD_BENCH_WORKERS', 2, 16),
+    connections: intFromEnv('HYOKD_BENCH_CONNECTIONS', 2, 64),
+    inflight: intFromEnv('HYOKD_BENCH_INFLIGHT', 16, 1024),
+    batchInflight: intFromEnv('HYOKD_BENCH_BATCH_INFLIGHT', 4, 256),
+    streamWindow: intFromEnv('HYOKD_BENCH_STREAM_WINDOW', 128, 256),
+    deadlineMs: intFromEnv('HYOKD_BENCH_DEADLINE_MS', 30_000, 99_999_999, 0),
+    openTickUs: intFromEnv('HYOKD_BENCH_OPEN_TICK_US', 1000, 1_000_000, 0),
   };
 }
 
