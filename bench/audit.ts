@@ -14,7 +14,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fmtAgainstTarget, fmtRate, fmtRatio, roundRatio, table } from './lib/format.js';
-import { describeMachine, machineInfo } from './lib/machine.js';
+import { machineInfo, reportHead } from './lib/machine.js';
 import { best, median } from './lib/stats.js';
 import { auditWriterCost, sampleRequestEvent, type WriterCost } from './loadgen/audit-writer-cost.js';
 import { startDaemon, type Daemon } from './loadgen/daemon.js';
@@ -167,15 +167,10 @@ async function main(): Promise<void> {
     }
 
   // --- report -----------------------------------------------------------------------
-  const out: string[] = [];
-  out.push(
+  const out = reportHead(
     'hyokd audit on/off benchmark: Unwrap and BatchUnwrap x64 over mutual TLS, with and without the audit log',
+    machine,
   );
-  out.push('');
-  out.push('machine');
-  for (const l of describeMachine(machine)) out.push('  ' + l);
-  out.push('');
-  out.push('method');
   out.push(
     '  `hyokd serve` children of the same build on one HYOKD_HOME (same SoftHSM2 token, KEK, store, PKI), one at a time:',
   );

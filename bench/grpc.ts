@@ -20,7 +20,7 @@
 // HYOKD_BENCH_C_THREADS (C loop threads, default 2 = the cores). Last line: JSON.
 import { join } from 'node:path';
 import { fmtAgainstTarget, fmtRate, fmtRatio, roundRatio, table } from './lib/format.js';
-import { describeMachine, machineInfo } from './lib/machine.js';
+import { machineInfo, reportHead } from './lib/machine.js';
 import { coresBusy, otherCores, type Measurement } from './lib/measurement.js';
 import { best, median } from './lib/stats.js';
 import { prepareCCeiling } from './loadgen/c-ceiling.js';
@@ -185,13 +185,10 @@ async function main(): Promise<void> {
   const mismatches = Object.values(verified).reduce((a, v) => a + v.mismatches, 0);
 
   // --- report -----------------------------------------------------------------------
-  const out: string[] = [];
-  out.push('hyokd gRPC data-plane benchmark: hyok.v1 over mutual TLS on 127.0.0.1, SoftHSM2 token KEK');
-  out.push('');
-  out.push('machine');
-  for (const l of describeMachine(machine)) out.push('  ' + l);
-  out.push('');
-  out.push('method');
+  const out = reportHead(
+    'hyokd gRPC data-plane benchmark: hyok.v1 over mutual TLS on 127.0.0.1, SoftHSM2 token KEK',
+    machine,
+  );
   out.push(
     '  server: `hyokd serve` (dist/src/cli/main.js) in a child process, shipped defaults (audit ON, HSM',
   );

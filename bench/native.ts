@@ -28,7 +28,7 @@ import { addonLoop } from './lib/addon-loop.js';
 import { buildCLoop } from './lib/c-build.js';
 import { runJsonChild } from './lib/child.js';
 import { fmtAgainstTarget, fmtRate, fmtRatio, roundRatio, table } from './lib/format.js';
-import { describeMachine, machineInfo } from './lib/machine.js';
+import { machineInfo, reportHead } from './lib/machine.js';
 import {
   coresBusy,
   cpuMicrosPerOp,
@@ -346,14 +346,11 @@ async function main(): Promise<void> {
     }
 
   // --- report -----------------------------------------------------------------------
-  const out: string[] = [];
-  out.push('hyokd native engine benchmark: AES-256-GCM decrypt, 32-byte DEK + 16-byte AAD, token-object KEK');
-  out.push('');
-  out.push('machine');
-  for (const l of describeMachine(machine)) out.push('  ' + l);
-  out.push(`  module:   ${bench.libraryVersion}`);
-  out.push('');
-  out.push('method');
+  const out = reportHead(
+    'hyokd native engine benchmark: AES-256-GCM decrypt, 32-byte DEK + 16-byte AAD, token-object KEK',
+    machine,
+    [`module:   ${bench.libraryVersion}`],
+  );
   out.push(
     `  one fresh SoftHSM2 token in a temp dir; ${SAMPLE_COUNT} distinct ciphertexts (own IV and AAD), every plaintext checked`,
   );

@@ -23,7 +23,7 @@ import { createLogger } from '../src/log.js';
 import { createHyokService } from '../src/server/hyok-service.js';
 import type { PipelineDeps } from '../src/server/pipeline.js';
 import { fmtRate, fmtRatio, roundRatio, table } from './lib/format.js';
-import { describeMachine, machineInfo } from './lib/machine.js';
+import { machineInfo, reportHead } from './lib/machine.js';
 import { mainThreadCpuSeconds } from './lib/procstat.js';
 import { median } from './lib/stats.js';
 import { benchTiming, intFromEnv } from './loadgen/shape.js';
@@ -191,13 +191,10 @@ async function main(): Promise<void> {
     }
 
     const med = (k: Case, f: (r: Result) => number) => median((results.get(k) ?? []).map(f));
-    const out: string[] = [];
-    out.push('hyokd request pipeline without transport: hyok.v1 handlers called in process');
-    out.push('');
-    out.push('machine');
-    for (const l of describeMachine(machine)) out.push('  ' + l);
-    out.push('');
-    out.push('method');
+    const out = reportHead(
+      'hyokd request pipeline without transport: hyok.v1 handlers called in process',
+      machine,
+    );
     out.push(
       '  the real daemon parts (startDaemon, temp HYOKD_HOME, SoftHSM2 token KEK, shipped defaults); handlers',
     );

@@ -56,3 +56,11 @@ export function describeMachine(m: MachineInfo): string[] {
     `load avg: ${m.loadAtStart} (1 min, at start)`,
   ];
 }
+
+/**
+ * The opening lines every benchmark report shares: its title, the machine (plus any
+ * `extra` lines, already worded), and the "method" heading the report continues under.
+ */
+export function reportHead(title: string, m: MachineInfo, extra: string[] = []): string[] {
+  return [title, '', 'machine', ...[...describeMachine(m), ...extra].map((l) => '  ' + l), '', 'method'];
+}
