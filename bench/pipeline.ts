@@ -26,6 +26,7 @@ import { fmtRate, fmtRatio, roundRatio, table } from './lib/format.js';
 import { machineInfo, reportHead } from './lib/machine.js';
 import { mainThreadCpuSeconds } from './lib/procstat.js';
 import { median } from './lib/stats.js';
+import type { Timing } from './lib/timing.js';
 import { benchTiming, intFromEnv } from './loadgen/shape.js';
 
 type Handler = (call: ServerUnaryCall<unknown, unknown>, cb: sendUnaryData<unknown>) => void;
@@ -88,7 +89,10 @@ async function rig(home: string): Promise<Rig> {
   return { daemon, handlers, unaudited, timed };
 }
 
-function callerOf(home: string) {
+type Caller = (request: unknown) => ServerUnaryCall<unknown, unknown>;
+type UnwrapItem = { envelope: Buffer; aad: Buffer };
+
+function callerOf(home: string): Caller {
   const x = new X509Certificate(readFileSync(join(home, 'pki', 'client.pem')));
   const auth = {
     transportSecurityType: 'ssl',
@@ -116,6 +120,52 @@ interface Result {
   errors: number;
 }
 
+/** One case, closed loop: `inflight` lanes, a warm-up, then the measured window. */
+async function runCase(
+  r: Rig,
+  k: Case,
+  call: Caller,
+  items: UnwrapItem[],
+  inflight: number,
+  timing: Timing,
+): Promise<Result> {
+  const h = k === 'echo' ? r.handlers.Echo : k === 'unwrap' ? r.handlers.Unwrap : r.unaudited.Unwrap;
+  const payload = Buffer.alloc(100, 7);
+  let n = 0;
+  let errors = 0;
+  let next = 0;
+  let stop = false;
+  // Each lane yields to the event loop between its calls, as network reads would.
+  const lane = async () => {
+    while (!stop) {
+      const it = items[next++ % items.length]!;
+      await unary(h, call(k === 'echo' ? { payload } : it)).catch(() => errors++);
+      n++;
+      await new Promise(setImmediate);
+    }
+  };
+  const lanes = Array.from({ length: inflight }, lane);
+  await new Promise((res) => setTimeout(res, timing.warmup * 1000));
+  n = 0; // errors keep counting from the start: a failed call is never hidden by the warm-up
+  Object.assign(r.timed, { hsmMs: 0, hsmN: 0, auditMs: 0, auditN: 0 });
+  const c0 = mainThreadCpuSeconds();
+  const t0 = performance.now();
+  await new Promise((res) => setTimeout(res, timing.seconds * 1000));
+  const c1 = mainThreadCpuSeconds();
+  const seconds = (performance.now() - t0) / 1000;
+  const done = n;
+  const t = { ...r.timed };
+  stop = true;
+  await Promise.all(lanes);
+  return {
+    rate: done / seconds,
+    jsUs: ((c1 - c0) * 1e6) / done,
+    hsmMs: t.hsmN > 0 ? t.hsmMs / t.hsmN : 0,
+    auditMs: t.auditN > 0 ? t.auditMs / t.auditN : 0,
+    errors,
+  };
+}
+
 async function main(): Promise<void> {
   const timing = benchTiming();
   // In process there is no per-connection split: all calls in flight, 64 by default.
@@ -127,7 +177,7 @@ async function main(): Promise<void> {
     const home = join(dir, 'home');
     r = await rig(home);
     const call = callerOf(home);
-    const items: { envelope: Buffer; aad: Buffer }[] = [];
+    const items: UnwrapItem[] = [];
     for (let i = 0; i < 256; i++) {
       const aad = Buffer.alloc(16, i);
       const g = (await unary(r.handlers.GenerateDataKey, call({ keyName: 'demo', dekLength: 32, aad }))) as {
@@ -135,54 +185,13 @@ async function main(): Promise<void> {
       };
       items.push({ envelope: g.envelope, aad });
     }
-    const payload = Buffer.alloc(100, 7);
-    const rg = r;
-
-    async function run(k: Case): Promise<Result> {
-      const h = k === 'echo' ? rg.handlers.Echo : k === 'unwrap' ? rg.handlers.Unwrap : rg.unaudited.Unwrap;
-      let n = 0;
-      let errors = 0;
-      let next = 0;
-      let stop = false;
-      // Each lane yields to the event loop between its calls, as network reads would.
-      const lane = async () => {
-        while (!stop) {
-          const it = items[next++ % items.length]!;
-          await unary(h, call(k === 'echo' ? { payload } : it)).catch(() => errors++);
-          n++;
-          await new Promise(setImmediate);
-        }
-      };
-      const lanes = Array.from({ length: inflight }, lane);
-      await new Promise((res) => setTimeout(res, timing.warmup * 1000));
-      n = 0;
-      errors = 0;
-      Object.assign(rg.timed, { hsmMs: 0, hsmN: 0, auditMs: 0, auditN: 0 });
-      const c0 = mainThreadCpuSeconds();
-      const t0 = performance.now();
-      await new Promise((res) => setTimeout(res, timing.seconds * 1000));
-      const c1 = mainThreadCpuSeconds();
-      const seconds = (performance.now() - t0) / 1000;
-      const done = n;
-      const t = { ...rg.timed };
-      stop = true;
-      await Promise.all(lanes);
-      return {
-        rate: done / seconds,
-        jsUs: ((c1 - c0) * 1e6) / done,
-        hsmMs: t.hsmN > 0 ? t.hsmMs / t.hsmN : 0,
-        auditMs: t.auditN > 0 ? t.auditMs / t.auditN : 0,
-        errors,
-      };
-    }
-
     const cases: Case[] = ['echo', 'unwrap', 'unwrap_noaudit'];
-    const results = new Map<Case, Result[]>();
+    const results = new Map(cases.map((k) => [k, [] as Result[]]));
     log(`bench:pipeline: ${cases.length} cases x ${timing.rounds} round(s), ${inflight} calls in flight`);
     for (let round = 0; round < timing.rounds; round++) {
       for (const k of round % 2 === 0 ? cases : [...cases].reverse()) {
-        const res = await run(k);
-        (results.get(k) ?? results.set(k, []).get(k)!).push(res);
+        const res = await runCase(r, k, call, items, inflight, timing);
+        results.get(k)!.push(res);
         log(
           `  round ${round + 1} ${k.padEnd(15)} ${fmtRate(res.rate).padStart(8)} calls/s  JS ${res.jsUs.toFixed(1)} us/call` +
             `  hsm ${res.hsmMs.toFixed(2)} ms  audit ${res.auditMs.toFixed(2)} ms  errors ${res.errors}`,
