@@ -271,12 +271,29 @@ const asString = (v: unknown): string | null => (typeof v === 'string' ? jsonStr
 // For a finite number, String() and JSON.stringify() agree (both print -0 as 0).
 const asNumber = (v: unknown): string | null =>
   typeof v === 'number' ? (Number.isFinite(v) ? String(v) : 'null') : null;
-const asIdentity = (v: unknown): string | null =>
-  v === null
-    ? 'null'
-    : hasExactly(v, 'fingerprint', 'san') && typeof v.fingerprint === 'string' && typeof v.san === 'string'
-      ? `{"fingerprint":${jsonString(v.fingerprint)},"san":${jsonString(v.san)}}`
-      : null;
+/**
+ * Serialized forms of frozen members (a caller's identity is made once per certificate;
+ * decisions and results the pipeline shares are frozen too): a frozen object's own
+ * members cannot change, so its JSON is computed once. Weak: an identity that leaves
+ * the cache leaves this too.
+ */
+const frozenJson = new WeakMap<object, string>();
+
+/** `fast(v)`, remembered for a frozen object whose members are all scalars. */
+function onceIfFrozen(v: unknown, fast: (v: unknown) => string | null): string | null {
+  if (v === null || typeof v !== 'object' || !Object.isFrozen(v)) return fast(v);
+  const hit = frozenJson.get(v);
+  if (hit !== undefined) return hit;
+  const s = fast(v);
+  if (s !== null) frozenJson.set(v, s);
+  return s;
+}
+
+const identityJson = (v: unknown): string | null =>
+  hasExactly(v, 'fingerprint', 'san') && typeof v.fingerprint === 'string' && typeof v.san === 'string'
+    ? `{"fingerprint":${jsonString(v.fingerprint)},"san":${jsonString(v.san)}}`
+    : null;
+const asIdentity = (v: unknown): string | null => (v === null ? 'null' : onceIfFrozen(v, identityJson));
 const asKey = (v: unknown): string | null => {
   if (hasExactly(v, 'name', 'version')) {
     const version = typeof v.version === 'string' ? jsonString(v.version) : asNumber(v.version);
@@ -286,12 +303,14 @@ const asKey = (v: unknown): string | null => {
   }
   return hasExactly(v, 'name') && typeof v.name === 'string' ? `{"name":${jsonString(v.name)}}` : null;
 };
-const asDecision = (v: unknown): string | null =>
+const decisionJson = (v: unknown): string | null =>
   hasExactly(v, 'allowed', 'rule') && typeof v.allowed === 'boolean' && typeof v.rule === 'string'
     ? `{"allowed":${v.allowed},"rule":${jsonString(v.rule)}}`
     : null;
-const asResult = (v: unknown): string | null =>
+const asDecision = (v: unknown): string | null => onceIfFrozen(v, decisionJson);
+const resultJson = (v: unknown): string | null =>
   hasExactly(v, 'code') && typeof v.code === 'string' ? `{"code":${jsonString(v.code)}}` : null;
+const asResult = (v: unknown): string | null => onceIfFrozen(v, resultJson);
 
 /**
  * The sanitized canonical JSON of a tree of plain objects, arrays and scalars (caller

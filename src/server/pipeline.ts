@@ -90,6 +90,30 @@ const MAX_CONTEXT_KEY = 64;
 const MAX_CONTEXT_VALUE = 512;
 const NOT_EVALUATED = Object.freeze({ allowed: false, rule: 'not-evaluated' });
 
+/**
+ * Frozen `{ allowed, rule }` and `{ code }` objects shared by every call with the same
+ * values: the audit serializer makes the JSON of a frozen object once. Bounded (rules
+ * come from the policy, codes from the error registry; a reload may add a few).
+ */
+const SHARED_MAX = 1024;
+const sharedDecisions = new Map<string, Readonly<{ allowed: boolean; rule: string }>>();
+const sharedResults = new Map<string, Readonly<{ code: string }>>();
+
+function shared<K, V>(m: Map<K, V>, k: K, make: () => V): V {
+  let v = m.get(k);
+  if (v === undefined) {
+    if (m.size >= SHARED_MAX) m.clear();
+    v = make();
+    m.set(k, v);
+  }
+  return v;
+}
+
+const decisionOf = (allowed: boolean, rule: string): Readonly<{ allowed: boolean; rule: string }> =>
+  shared(sharedDecisions, allowed ? `+${rule}` : `-${rule}`, () => Object.freeze({ allowed, rule }));
+const resultOf = (code: string): Readonly<{ code: string }> =>
+  shared(sharedResults, code, () => Object.freeze({ code }));
+
 /** State of one call as it moves through the steps. */
 export class CallContext {
   readonly spec: CallSpec;
@@ -237,7 +261,7 @@ export function authorize(
   keyName: string | undefined,
 ): Decision {
   const d = decide(deps, ctx, permission, keyName);
-  ctx.decision = { allowed: d.allowed, rule: d.rule };
+  ctx.decision = decisionOf(d.allowed, d.rule);
   if (!d.allowed) throw new HyokError('PERMISSION_DENIED', { metadata: { rule: d.rule } });
   return d;
 }
@@ -283,7 +307,7 @@ function auditEvent(ctx: CallContext, item: AuditItem, latencyMs: number): Audit
     identity: ctx.identity.audit,
     op: ctx.spec.method,
     decision: item.decision ?? ctx.decision ?? NOT_EVALUATED,
-    result: { code: item.code },
+    result: resultOf(item.code),
     latencyMs: Math.round(latencyMs * 1000) / 1000,
     peer: ctx.peer,
     requestId: ctx.requestId,

@@ -123,6 +123,26 @@ const variants: Array<[string, unknown]> = [
   ['a secret-named top-level field', { ...base, pin: '0000' }],
   ['another caller type', { type: 'reload', what: 'policy', ok: true }],
   ['a quorum event', { type: 'quorum', action: 'approved', quorumId: 'q', op: 'Purge' }],
+  // Frozen members (as the pipeline shares them): their JSON is remembered, so each shape
+  // appears twice, and a frozen object of a shape the direct route does not take must
+  // still fall back.
+  ...(() => {
+    const identity = Object.freeze({ ...base.identity });
+    const decision = Object.freeze({ ...base.decision });
+    const result = Object.freeze({ code: 'INVALID_CIPHERTEXT' });
+    const odd = Object.freeze({ fingerprint: 'f', san: 's', extra: Object.freeze({ n: 1 }) });
+    const frozen = { ...base, identity, decision, result };
+    return [
+      ['frozen identity, decision and result', frozen],
+      ['the same frozen members again', { ...frozen, requestId: 'req-2' }],
+      ['a frozen identity of another shape', { ...base, identity: odd }],
+      [
+        'a frozen decision with a non-string rule',
+        { ...base, decision: Object.freeze({ allowed: true, rule: 7 }) },
+      ],
+      ['a frozen result with escapes', { ...base, result: Object.freeze({ code: 'a"\\\n' }) }],
+    ] as Array<[string, unknown]>;
+  })(),
 ];
 
 t.test('request events take the direct route to the same bytes as sanitize + canonical JSON', async (t) => {
