@@ -3,10 +3,13 @@
 // Every record is one line of canonical JSON carrying `seq` (monotonic across files and
 // restarts), `ts`, `prev` (the previous record's hash) and `hash` (SHA-256 over the
 // record without `hash`). `append` resolves only after the record's line is durable:
-// written to a descriptor opened O_DSYNC (the default file system; one thread-pool trip
-// per batch), or written and fsync'd. Records that arrive while a batch is being written
-// go out together in the next batch (group commit), so one durable write covers many
-// requests under load; an idle writer writes at once (`groupCommitMaxDelayMs` 0).
+// written to a descriptor opened O_DSYNC (the default file system), or written and
+// fsync'd. With the default file system, batches of callers' records are chained and
+// written by a helper thread (write-offload.ts) with the same chainLine; the writer keeps
+// the file, the head, checkpoints, the timeout, failure and recovery. Records that
+// arrive while a batch is being written go out together in the next batch (group
+// commit), so one durable write covers many requests under load; an idle writer writes
+// at once (`groupCommitMaxDelayMs` 0).
 //
 // Fail closed. A write or fsync that errors, or does not finish within `writeTimeoutMs`
 // (a real timer around open+write+fsync), rejects every record of the batch with
@@ -53,6 +56,7 @@ import { bodySegments, chainLine, GENESIS_PREV, type BodySegments } from './cano
 import { AuditCodes, AuditError, auditUnavailable, errorKind } from './errors.js';
 import { auditFileName, findDiskHead } from './files.js';
 import { nodeAuditFs, type AuditFs } from './audit-fs.js';
+import { AuditWriteOffload } from './write-offload.js';
 import {
   eventSegments,
   sanitizeValue,
@@ -90,6 +94,12 @@ export interface AuditWriterOptions {
   probeIntervalMs?: number;
   /** Injected file system (tests). Default: node:fs on descriptors. */
   fs?: AuditFs;
+  /**
+   * Chain and write batches of caller records on a helper thread (write-offload.ts).
+   * Default: on with the default file system, off with an injected one (whose calls
+   * must run on the event loop).
+   */
+  offload?: boolean;
   logger?: AuditOpLogger;
   /** Called on every health change (also emitted as 'health'). */
   onHealthChange?: (healthy: boolean, errorKind: string | null) => void;
@@ -121,6 +131,8 @@ export interface AuditStats {
   checkpoints: number;
   checkpointFailures: number;
   rotations: number;
+  /** Batches the helper thread chained and wrote (the rest the writer built itself). */
+  offloadedBatches: number;
   recoveries: number;
   pending: number;
   file: string | null;
@@ -134,10 +146,8 @@ interface Pending {
 }
 
 /** A record to chain: a caller's body (already serialized), one of the writer's own, or a checkpoint. */
-type Entry =
-  | { seg: BodySegments; caller: true }
-  | { body: Record<string, unknown> }
-  | { checkpoint: AuditSigner; reason: string };
+type CallerEntry = { seg: BodySegments; caller: true };
+type Entry = CallerEntry | { body: Record<string, unknown> } | { checkpoint: AuditSigner; reason: string };
 
 /** A record serialized with its chain fields, ready to write. */
 interface BuiltRecord {
@@ -177,6 +187,7 @@ export class AuditWriter extends EventEmitter {
   >;
   readonly #opts: AuditWriterOptions;
   #signer: AuditSigner;
+  readonly #offload: AuditWriteOffload | null;
 
   // Chain state: the last durable record and where it is.
   #head: Head | null = null;
@@ -221,6 +232,7 @@ export class AuditWriter extends EventEmitter {
     checkpoints: 0,
     checkpointFailures: 0,
     rotations: 0,
+    offloadedBatches: 0,
     recoveries: 0,
     pending: 0,
     file: null,
@@ -235,6 +247,7 @@ export class AuditWriter extends EventEmitter {
     this.#log = opts.logger;
     this.#now = opts.now ?? (() => new Date());
     this.#signer = opts.signer;
+    this.#offload = (opts.offload ?? opts.fs === undefined) ? new AuditWriteOffload() : null;
     this.#o = {
       maxFileBytes: opts.maxFileBytes ?? 64 * 1024 * 1024,
       maxFileAgeMs: opts.maxFileAgeMs ?? 24 * 3600 * 1000,
@@ -260,6 +273,7 @@ export class AuditWriter extends EventEmitter {
     } catch (err) {
       w.#closed = true;
       w.#stopTimers();
+      await w.#offload?.close();
       throw err;
     }
     return w;
@@ -306,6 +320,14 @@ export class AuditWriter extends EventEmitter {
       ),
     );
     this.#startMaintenance();
+  }
+
+  /**
+   * Resolves once the helper thread takes batches (true), or will not (false: offload
+   * off, or the thread failed to start). Batches before that are built on the loop.
+   */
+  offloadReady(): Promise<boolean> {
+    return this.#offload ? this.#offload.ready() : Promise.resolve(false);
   }
 
   /** Whether appends are being accepted. */
@@ -400,6 +422,7 @@ export class AuditWriter extends EventEmitter {
       const fd = this.#fd;
       this.#fd = null;
       if (fd !== null) await this.#inflight.then(() => this.#fs.close(fd)).catch(noop);
+      await this.#offload?.close();
     });
   }
 
@@ -487,6 +510,10 @@ export class AuditWriter extends EventEmitter {
     }
     all.push(...entries);
     if (all.length === 0) return;
+    if (this.#offload?.usable && this.#fd !== null && all.every((e) => 'caller' in e)) {
+      await this.#writeOffloaded(all as CallerEntry[], this.#offload, this.#fd);
+      return;
+    }
     const records = await this.#build(all, strictSign);
     await this.#writeRecords(records);
   }
@@ -612,40 +639,71 @@ export class AuditWriter extends EventEmitter {
       this.#fileBytes = 0;
       this.#fileOpenedAt = this.#now().getTime();
     }
-    const latency = performance.now() - started;
     const last = records[records.length - 1]!;
+    this.#written(records.length, last, buf.length, performance.now() - started, records);
+  }
+
+  /**
+   * A batch of caller records chained and written by the helper thread. Same contract
+   * as #writeRecords: durable on return, else the writer fails closed and this throws.
+   */
+  async #writeOffloaded(entries: CallerEntry[], offload: AuditWriteOffload, fd: number): Promise<void> {
+    const seq = this.#head ? this.#head.seq + 1 : 0;
+    const prev = this.#head ? this.#head.hash : GENESIS_PREV;
+    const ts = this.#now().toISOString(); // one instant per batch, as #build
+    const bodies = entries.map((e) => e.seg);
+    const started = performance.now();
+    let res;
+    try {
+      res = await this.#timed(() => offload.write(fd, bodies, seq, ts, prev));
+    } catch (err) {
+      this.#fail(err, entries.length);
+      throw auditUnavailable(errorKind(err), `audit write failed (${errorKind(err)})`);
+    }
+    this.#stats.offloadedBatches++;
+    const last = { seq: seq + entries.length - 1, hash: res.hash };
+    this.#written(entries.length, last, res.bytes, performance.now() - started, null);
+  }
+
+  /**
+   * Bookkeeping after a durable batch of `count` records ending at `last`. `records`:
+   * the built records when the batch may hold checkpoints (null: callers' records only).
+   */
+  #written(count: number, last: Head, bytes: number, latency: number, records: BuiltRecord[] | null): void {
     this.#head = { seq: last.seq, hash: last.hash };
     this.#lastAcked = { file: this.#file!, seq: last.seq, hash: last.hash };
-    this.#fileBytes += buf.length;
+    this.#fileBytes += bytes;
     const s = this.#stats;
-    s.records += records.length;
+    s.records += count;
     s.batches++;
     s.fsyncs++;
-    s.lastBatchSize = records.length;
-    s.maxBatchSize = Math.max(s.maxBatchSize, records.length);
+    s.lastBatchSize = count;
+    s.maxBatchSize = Math.max(s.maxBatchSize, count);
     s.lastWriteLatencyMs = latency;
     s.maxWriteLatencyMs = Math.max(s.maxWriteLatencyMs, latency);
     s.totalWriteLatencyMs += latency;
-    for (const r of records) {
-      if (r.checkpoint) {
-        s.checkpoints++;
-        this.#recordsSinceCheckpoint = 0;
-        this.#checkpointDue = false;
-        this.#lastCheckpointAt = this.#now().getTime();
-        // The external anchor: head and signature go to the operational stream.
-        this.#log?.info(
-          { audit: { checkpoint: { seq: r.seq, hash: r.hash, ...r.checkpoint } } },
-          'audit checkpoint',
-        );
-      } else {
-        this.#recordsSinceCheckpoint++;
+    if (records === null) this.#recordsSinceCheckpoint += count;
+    else
+      for (const r of records) {
+        if (r.checkpoint) {
+          s.checkpoints++;
+          this.#recordsSinceCheckpoint = 0;
+          this.#checkpointDue = false;
+          this.#lastCheckpointAt = this.#now().getTime();
+          // The external anchor: head and signature go to the operational stream.
+          this.#log?.info(
+            { audit: { checkpoint: { seq: r.seq, hash: r.hash, ...r.checkpoint } } },
+            'audit checkpoint',
+          );
+        } else {
+          this.#recordsSinceCheckpoint++;
+        }
       }
-    }
     if (this.#recordsSinceCheckpoint >= this.#o.checkpointEveryRecords) {
       this.#checkpointDue = true;
       this.#kickMaintenance();
     }
-    const info = { records: records.length, latencyMs: latency };
+    const info = { records: count, latencyMs: latency };
     this.#opts.onBatch?.(info);
     this.emit('batch', info);
   }
