@@ -96,10 +96,14 @@ const NOT_EVALUATED = Object.freeze({ allowed: false, rule: 'not-evaluated' });
  * come from the policy, codes from the error registry; a reload may add a few).
  */
 const SHARED_MAX = 1024;
-const sharedDecisions = new Map<string, Readonly<{ allowed: boolean; rule: string }>>();
+type SharedDecision = Readonly<{ allowed: boolean; rule: string }>;
+// Keyed by the rule or code itself (policy and registry constants, whose hashes V8 keeps):
+// a key built per call would be hashed per call.
+const allowedBy = new Map<string, SharedDecision>();
+const deniedBy = new Map<string, SharedDecision>();
 const sharedResults = new Map<string, Readonly<{ code: string }>>();
 
-function shared<K, V>(m: Map<K, V>, k: K, make: () => V): V {
+function shared<V>(m: Map<string, V>, k: string, make: () => V): V {
   let v = m.get(k);
   if (v === undefined) {
     if (m.size >= SHARED_MAX) m.clear();
@@ -109,8 +113,8 @@ function shared<K, V>(m: Map<K, V>, k: K, make: () => V): V {
   return v;
 }
 
-const decisionOf = (allowed: boolean, rule: string): Readonly<{ allowed: boolean; rule: string }> =>
-  shared(sharedDecisions, allowed ? `+${rule}` : `-${rule}`, () => Object.freeze({ allowed, rule }));
+const decisionOf = (allowed: boolean, rule: string): SharedDecision =>
+  shared(allowed ? allowedBy : deniedBy, rule, () => Object.freeze({ allowed, rule }));
 const resultOf = (code: string): Readonly<{ code: string }> =>
   shared(sharedResults, code, () => Object.freeze({ code }));
 
