@@ -15,7 +15,7 @@
 // back as an answer (`error`: the errno name) and the batch fails closed as any failed
 // write does. If the thread dies, its jobs fail (the writer fails them closed: it cannot
 // know what reached the file, so the resume marker will say) and the helper stays
-// unusable: the writer carries on without it.
+// unusable: the writer logs a warning and carries on without it.
 
 import { Worker } from 'node:worker_threads';
 import { packBatch } from './chain-batch.js';
@@ -65,7 +65,10 @@ export class AuditWriteOffload {
   #dead = false;
   readonly #readyPromise: Promise<boolean>;
 
-  constructor() {
+  #closing = false;
+
+  /** `onFailure`: called once if the thread fails or exits while not being closed (for the operational log). */
+  constructor(onFailure?: (reason: string) => void) {
     this.#worker = new Worker(workerUrl());
     // Never keeps the process alive: the writer's own work does.
     this.#worker.unref();
@@ -84,9 +87,12 @@ export class AuditWriteOffload {
       else if (m.count !== w.count) w.reject(failure('WORKER', 'audit write worker answered another batch'));
       else w.resolve({ hash: m.hash, bytes: m.bytes });
     });
-    const die = (): void => {
+    const die = (why: unknown): void => {
       if (this.#dead) return;
       this.#dead = true;
+      if (!this.#closing) {
+        onFailure?.(why instanceof Error ? 'error' : `exit ${String(why)}`);
+      }
       this.#ready = false;
       settle(false);
       const err = failure('WORKER', 'audit write worker stopped');
@@ -135,6 +141,7 @@ export class AuditWriteOffload {
 
   /** Stop the thread (jobs still waiting fail). */
   async close(): Promise<void> {
+    this.#closing = true;
     this.#ready = false;
     await this.#worker.terminate();
   }

@@ -247,7 +247,15 @@ export class AuditWriter extends EventEmitter {
     this.#log = opts.logger;
     this.#now = opts.now ?? (() => new Date());
     this.#signer = opts.signer;
-    this.#offload = (opts.offload ?? opts.fs === undefined) ? new AuditWriteOffload() : null;
+    this.#offload =
+      (opts.offload ?? opts.fs === undefined)
+        ? new AuditWriteOffload((reason) =>
+            this.#log?.warn(
+              { audit: { helper: reason } },
+              'audit write helper thread stopped: batches are written on the event loop from now on',
+            ),
+          )
+        : null;
     this.#o = {
       maxFileBytes: opts.maxFileBytes ?? 64 * 1024 * 1024,
       maxFileAgeMs: opts.maxFileAgeMs ?? 24 * 3600 * 1000,

@@ -78,7 +78,8 @@ t.test('an I/O error is an answer with the errno name; the worker stays usable',
 
 t.test('a worker that dies fails its job and refuses new ones', async (t) => {
   const dir = tempDir(t);
-  const o = new AuditWriteOffload();
+  const failures: string[] = [];
+  const o = new AuditWriteOffload((why) => failures.push(why));
   await o.ready();
   const fd = openSync(join(dir, 'f'), 'a');
   t.teardown(() => closeSync(fd));
@@ -90,12 +91,15 @@ t.test('a worker that dies fails its job and refuses new ones', async (t) => {
   await t.rejects(o.write(fd, bodies, 0, TS, GENESIS_PREV), { code: 'WORKER' });
   t.equal(readFileSync(join(dir, 'f'), 'utf8'), '', 'nothing written');
   await o.close();
+  t.same(failures, ['error'], 'reported once, as a failure');
 });
 
 t.test('close stops the worker', async (t) => {
-  const o = new AuditWriteOffload();
+  const failures: string[] = [];
+  const o = new AuditWriteOffload((why) => failures.push(why));
   await o.ready();
   await o.close();
+  t.same(failures, [], 'a close is not a failure');
   t.equal(o.usable, false);
   await t.rejects(o.write(1, bodies, 0, TS, GENESIS_PREV), { code: 'WORKER' });
 });
