@@ -371,6 +371,13 @@ const asTree = (v: unknown): string | null => fastJson(v, 1);
 const ROW_FIELDS = ['code', 'envelope', 'i', 'key', 'rule', 'version'] as const;
 const ROW_PREFIXES = ROW_FIELDS.map((k) => `"${k}":`);
 
+/**
+ * The last value serialized for each row field, and its JSON: the rows of one batch mostly
+ * repeat their code, key, version and rule, and a string's JSON depends on nothing else.
+ */
+const rowLastIn: unknown[] = ROW_FIELDS.map(() => undefined);
+const rowLastOut: string[] = ROW_FIELDS.map(() => '');
+
 /** One batch item row of string and number members among ROW_FIELDS, or null. */
 function asRow(v: unknown): string | null {
   if (v === null || typeof v !== 'object' || Object.getPrototypeOf(v) !== Object.prototype) return null;
@@ -380,8 +387,15 @@ function asRow(v: unknown): string | null {
   for (let j = 0; j < ROW_FIELDS.length; j++) {
     const x = r[ROW_FIELDS[j]!];
     if (x === undefined) continue;
-    const s = typeof x === 'string' ? jsonString(x) : asNumber(x);
-    if (s === null) return null;
+    let s: string | null;
+    if (x === rowLastIn[j]) {
+      s = rowLastOut[j]!;
+    } else {
+      s = typeof x === 'string' ? jsonString(x) : asNumber(x);
+      if (s === null) return null;
+      rowLastIn[j] = x;
+      rowLastOut[j] = s;
+    }
     out += n === 0 ? ROW_PREFIXES[j]! + s : ',' + ROW_PREFIXES[j]! + s;
     n++;
   }

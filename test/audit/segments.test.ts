@@ -91,6 +91,25 @@ const variants: Array<[string, unknown]> = [
       },
     },
   ],
+  [
+    // Row fields repeat from row to row (the serializer remembers the last of each), then
+    // change: value to value, string to number, 0 to -0, and back.
+    'batch rows repeating and changing values',
+    {
+      ...base,
+      details: {
+        itemCount: 6,
+        items: [
+          { i: 0, code: 'OK', key: 'a', version: 1, rule: 'r' },
+          { i: 1, code: 'OK', key: 'a', version: 1, rule: 'r' },
+          { i: 2, code: 'X"', key: 'b', version: '1', rule: 'r' },
+          { i: 3, code: 'OK', key: 'a', version: 0, rule: 'r\n' },
+          { i: 4, code: 'OK', key: 'a', version: -0 },
+          { i: 5, code: 'OK', key: 'a', version: 1, rule: 'r' },
+        ],
+      },
+    },
+  ],
   ['batch count not a number', { ...base, details: { itemCount: '3', items: [] } }],
   [
     'batch of too many items',
