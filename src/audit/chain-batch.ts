@@ -39,7 +39,6 @@ export interface ChainedBatch {
   text: string;
   /** The hash of the last record (the new head). */
   hash: string;
-  count: number;
 }
 
 /** Chains `bodies` as records seq, seq+1, … after `prev`, all stamped `ts`. */
@@ -56,5 +55,5 @@ export function chainBatch(
     hash = r.hash;
     text += r.line + '\n';
   }
-  return { text, hash, count: bodies.length };
+  return { text, hash };
 }

@@ -32,8 +32,7 @@ export interface WriteJob {
   prev: string;
 }
 
-export type WriteAnswer =
-  { id: number; hash: string; bytes: number; count: number } | { id: number; error: string };
+export type WriteAnswer = { id: number; hash: string; bytes: number } | { id: number; error: string };
 
 export interface WriteResult {
   /** The last record's hash. */
@@ -42,7 +41,6 @@ export interface WriteResult {
 }
 
 interface Waiting {
-  count: number;
   resolve: (r: WriteResult) => void;
   reject: (err: Error) => void;
 }
@@ -63,9 +61,8 @@ export class AuditWriteOffload {
   #nextId = 1;
   #ready = false;
   #dead = false;
-  readonly #readyPromise: Promise<boolean>;
-
   #closing = false;
+  readonly #readyPromise: Promise<boolean>;
 
   /** `onFailure`: called once if the thread fails or exits while not being closed (for the operational log). */
   constructor(onFailure?: (reason: string) => void) {
@@ -76,7 +73,7 @@ export class AuditWriteOffload {
     this.#readyPromise = new Promise((resolve) => (settle = resolve));
     this.#worker.on('message', (m: WriteAnswer | { ready: true }) => {
       if ('ready' in m) {
-        this.#ready = !this.#dead;
+        this.#ready = !this.#dead && !this.#closing;
         settle(this.#ready);
         return;
       }
@@ -84,7 +81,6 @@ export class AuditWriteOffload {
       if (!w) return;
       this.#waiting.delete(m.id);
       if ('error' in m) w.reject(failure(m.error, `audit write failed (${m.error})`));
-      else if (m.count !== w.count) w.reject(failure('WORKER', 'audit write worker answered another batch'));
       else w.resolve({ hash: m.hash, bytes: m.bytes });
     });
     const die = (why: unknown): void => {
@@ -108,9 +104,9 @@ export class AuditWriteOffload {
     return this.#readyPromise;
   }
 
-  /** Whether the writer may hand it a batch now. */
+  /** Whether the writer may hand it a batch now (ready, not dead, not closing). */
   get usable(): boolean {
-    return this.#ready && !this.#dead;
+    return this.#ready;
   }
 
   /** Jobs sent and not answered yet. */
@@ -134,7 +130,7 @@ export class AuditWriteOffload {
     const id = this.#nextId++;
     const job: WriteJob = { id, fd, packed: packBatch(bodies), seq, ts, prev };
     return new Promise<WriteResult>((resolve, reject) => {
-      this.#waiting.set(id, { count: bodies.length, resolve, reject });
+      this.#waiting.set(id, { resolve, reject });
       this.#worker.postMessage(job);
     });
   }

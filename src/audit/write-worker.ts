@@ -4,21 +4,17 @@
 // in order; the writer sends the next only after this one's answer.
 //
 // Every answer carries the job's id: `{ id, hash, bytes }`, or `{ id, error }` with the
-// errno name of a failed write. An exception here is a bug and ends the thread; the
+// errno name of a failed write (errorKind, as the writer reports any failed write). An exception here is a bug and ends the thread; the
 // writer then fails that batch closed and builds later batches itself.
 
 import { writeSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 import { chainBatch, unpackBatch } from './chain-batch.js';
+import { errorKind } from './errors.js';
 import type { WriteJob, WriteAnswer } from './write-offload.js';
 
 const port = parentPort;
 if (!port) throw new Error('write-worker.ts runs as a worker thread');
-
-function errno(err: unknown): string {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? code : 'EIO';
-}
 
 port.on('message', (job: WriteJob) => {
   const batch = chainBatch(unpackBatch(job.packed), job.seq, job.ts, job.prev);
@@ -31,9 +27,9 @@ port.on('message', (job: WriteJob) => {
       if (n <= 0) throw Object.assign(new Error('short write'), { code: 'EIO' });
       off += n;
     }
-    answer = { id: job.id, hash: batch.hash, bytes: buf.length, count: batch.count };
+    answer = { id: job.id, hash: batch.hash, bytes: buf.length };
   } catch (err) {
-    answer = { id: job.id, error: errno(err) };
+    answer = { id: job.id, error: errorKind(err) };
   }
   port.postMessage(answer);
 });
