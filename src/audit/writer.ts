@@ -139,15 +139,15 @@ export interface AuditStats {
   head: { seq: number; hash: string } | null;
 }
 
-interface Pending {
-  seg: BodySegments;
-  resolve: () => void;
-  reject: (err: Error) => void;
-}
-
 /** A record to chain: a caller's body (already serialized), one of the writer's own, or a checkpoint. */
 type CallerEntry = { seg: BodySegments; caller: true };
 type Entry = CallerEntry | { body: Record<string, unknown> } | { checkpoint: AuditSigner; reason: string };
+
+/** An appended record waiting for its batch: itself the batch's entry, so nothing is copied per record. */
+interface Pending extends CallerEntry {
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
 
 /** A record serialized with its chain fields, ready to write. */
 interface BuiltRecord {
@@ -374,7 +374,7 @@ export class AuditWriter extends EventEmitter {
       return Promise.reject(err);
     }
     return new Promise<void>((resolve, reject) => {
-      this.#pending.push({ seg, resolve, reject });
+      this.#pending.push({ seg, caller: true, resolve, reject });
       this.#kick();
     });
   }
@@ -462,7 +462,7 @@ export class AuditWriter extends EventEmitter {
       const batch = this.#pending.splice(0, this.#o.groupCommitMaxRecords);
       if (batch.length === 0) return;
       try {
-        await this.#commit(batch.map((p) => ({ seg: p.seg, caller: true as const })));
+        await this.#commit(batch);
         for (const p of batch) p.resolve();
       } catch (err) {
         this.#stats.rejected += batch.length;
