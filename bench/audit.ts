@@ -6,7 +6,9 @@
 // benchmark-only switch (the daemon warns at start). A data folder has one owner, so each
 // round starts a fresh daemon per side, warms it untimed, measures, and stops it.
 // Closed-loop unary Unwrap and BatchUnwrap x64 from bench/loadgen, in interleaved rounds
-// whose order alternates; figure = best round.
+// whose order alternates; figure = best round. Then the AuditWriter alone, in this
+// process, fed copies of a record the daemon wrote: its CPU per record, and reserved space
+// (the default) against plain appends (audit.reserveBytes 0) in alternating turns.
 // Usage:
 //   npm run bench:audit            (2 s per case, 0.5 s warm-up, 4 rounds)
 //   QUICK=1 npm run bench:audit    (smoke run)
@@ -86,6 +88,8 @@ async function main(): Promise<void> {
   /** Records the "on" daemons added while they were measured (warm-ups excluded). */
   let auditRecords = 0;
   const writerCosts: WriterCost[] = [];
+  /** The writer alone, Unwrap records, with reserved space (default) and with plain appends, alternating. */
+  const reserveRuns: { reserved: WriterCost[]; appends: WriterCost[] } = { reserved: [], appends: [] };
   try {
     // The first start creates the embedded default (token, KEK, PKI, store) every later
     // start reuses; the envelopes are made once, on it.
@@ -136,6 +140,15 @@ async function main(): Promise<void> {
     for (const [op, burst, bursts] of WRITER_CASES) {
       const sample = sampleRequestEvent(join(home, 'audit'), op);
       if (sample) writerCosts.push(await auditWriterCost(ws.dir, sample, burst, timing.quick ? 4 : bursts));
+    }
+    // Reserved space against plain appends (audit.reserveBytes 0), same records, in turns.
+    const sample = sampleRequestEvent(join(home, 'audit'), 'Unwrap');
+    if (sample) {
+      const [, burst, bursts] = WRITER_CASES[0]!;
+      for (let i = 0; i < (timing.quick ? 1 : 3); i++) {
+        reserveRuns.reserved.push(await auditWriterCost(ws.dir, sample, burst, timing.quick ? 4 : bursts));
+        reserveRuns.appends.push(await auditWriterCost(ws.dir, sample, burst, timing.quick ? 4 : bursts, 0));
+      }
     }
   } finally {
     await ws.close();
@@ -238,6 +251,28 @@ async function main(): Promise<void> {
         ` (${w.offloadedBatches} by the helper thread), ${w.wallMs.toFixed(0)} ms`,
     );
   }
+  const medianOf = (runs: WriterCost[], f: (w: WriterCost) => number) => median(runs.map(f));
+  const reserve =
+    reserveRuns.reserved.length > 0
+      ? {
+          cpu: [
+            medianOf(reserveRuns.reserved, (w) => w.cpuMicrosPerRecord),
+            medianOf(reserveRuns.appends, (w) => w.cpuMicrosPerRecord),
+          ],
+          write: [
+            medianOf(reserveRuns.reserved, (w) => w.writeMsPerBatch),
+            medianOf(reserveRuns.appends, (w) => w.writeMsPerBatch),
+          ],
+        }
+      : null;
+  if (reserve) {
+    out.push(
+      `  AuditWriter alone, reserved space vs plain appends (audit.reserveBytes 0), ${reserveRuns.reserved.length} turn(s) each, medians:` +
+        ` ${reserve.cpu[0]!.toFixed(1)} vs ${reserve.cpu[1]!.toFixed(1)} us of CPU per record (all threads),` +
+        ` ${reserve.write[0]!.toFixed(2)} vs ${reserve.write[1]!.toFixed(2)} ms per durable batch write` +
+        ` (reserved/append: CPU ${fmtRatio(reserve.cpu[0]! / reserve.cpu[1]!)}, write ${fmtRatio(reserve.write[0]! / reserve.write[1]!)})`,
+    );
+  }
   out.push(`  lower ratio    ${fmtAgainstTarget(ratio, TARGET)}`);
   out.push(
     `  audit records written during the measured cases: ${auditRecords}` +
@@ -268,6 +303,12 @@ async function main(): Promise<void> {
     writer_js_us_per_record: Object.fromEntries(
       writerCosts.map((w) => [w.op, roundRatio(w.jsMicrosPerRecord)]),
     ),
+    writer_reserved_vs_append: reserve
+      ? {
+          cpu_us_per_record: reserve.cpu.map(roundRatio),
+          write_ms_per_batch: reserve.write.map(roundRatio),
+        }
+      : null,
     generator: generatorFromEnv(),
     errors: totalProblems,
     dek_checked: checked,

@@ -45,6 +45,10 @@ export interface WriterCost {
   offloadedBatches: number;
   batches: number;
   fsyncs: number;
+  /** Mean time per durable batch write, from the writer's own stats. */
+  writeMsPerBatch: number;
+  /** The writer's reserveBytes (0: plain appends). */
+  reserveBytes: number | 'default';
 }
 
 /** Appends `bursts` x `burst` copies of `event` (each burst at once, after as many untimed) and measures. */
@@ -53,10 +57,16 @@ export async function auditWriterCost(
   event: AuditEvent,
   burst: number,
   bursts: number,
+  reserveBytes?: number,
 ): Promise<WriterCost> {
   const auditDir = mkdtempSync(join(dir, 'writer-'));
-  // The daemon's defaults (audit-fs O_DSYNC, no group-commit delay), a software signer.
-  const w = await AuditWriter.open({ dir: auditDir, signer: new SoftwareAuditSigner() });
+  // The daemon's defaults (audit-fs O_DSYNC, no group-commit delay, reserved space unless
+  // `reserveBytes` says otherwise), a software signer.
+  const w = await AuditWriter.open({
+    dir: auditDir,
+    signer: new SoftwareAuditSigner(),
+    ...(reserveBytes !== undefined ? { reserveBytes } : {}),
+  });
   try {
     // The helper thread first, then untimed bursts: the writer's code is cold in this process.
     await w.offloadReady();
@@ -93,6 +103,9 @@ export async function auditWriterCost(
       offloadedBatches: s1.offloadedBatches - s0.offloadedBatches,
       batches: s1.batches - s0.batches,
       fsyncs: s1.fsyncs - s0.fsyncs,
+      writeMsPerBatch:
+        (s1.totalWriteLatencyMs - s0.totalWriteLatencyMs) / Math.max(1, s1.batches - s0.batches),
+      reserveBytes: reserveBytes ?? 'default',
     };
   } finally {
     await w.close();

@@ -1,7 +1,7 @@
 // The file-system calls the audit writer makes, behind a small interface so tests can
 // inject ENOSPC, EIO or a write that never returns. The default works on numeric file
-// descriptors (fs.write on files opened O_DSYNC; fs.fsync for the rest), so the writer
-// controls every byte and every flush.
+// descriptors (positional fs.write on files opened O_DSYNC; fs.fsync for the rest), so
+// the writer controls every byte, every offset and every flush.
 
 import * as fs from 'node:fs';
 import { promisify } from 'node:util';
@@ -12,19 +12,20 @@ export interface AuditFs {
   /** Size in bytes and whether the path is a regular file. */
   stat(path: string): Promise<{ size: number; isFile: boolean }>;
   /**
-   * Open for appending; `exclusive` fails when the file exists. With `syncedWrites` the
-   * descriptor is opened so that every write is durable when it returns (O_DSYNC).
+   * Open for writing at explicit offsets (not O_APPEND: the writer keeps zero-filled
+   * space ahead of its records, see writer.ts); `exclusive` fails when the file exists.
+   * With `syncedWrites` every write is durable when it returns (O_DSYNC).
    */
-  openAppend(path: string, exclusive: boolean): Promise<number>;
+  openWrite(path: string, exclusive: boolean): Promise<number>;
   /**
-   * True when writes to descriptors from `openAppend` are durable on return (data and
+   * True when writes to descriptors from `openWrite` are durable on return (data and
    * the metadata needed to read it back, as after fdatasync): the writer then makes a
    * batch durable with its write alone, one trip to the thread pool instead of two.
    */
   readonly syncedWrites?: boolean;
   openRead(path: string): Promise<number>;
-  /** Write `buf` at the end; resolves with the bytes written (may be short). */
-  write(fd: number, buf: Buffer, offset: number, length: number): Promise<number>;
+  /** Write `buf[offset, offset+length)` at file offset `position`; resolves with the bytes written (may be short). */
+  write(fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number>;
   read(fd: number, buf: Buffer, position: number): Promise<number>;
   fsync(fd: number): Promise<void>;
   close(fd: number): Promise<void>;
@@ -32,17 +33,23 @@ export interface AuditFs {
   fsyncDir(path: string): Promise<void>;
   /** Remove a file (only ever an empty file the writer itself just created). */
   unlink?(path: string): Promise<void>;
+  /**
+   * Cut a file to `length` bytes (the writer drops its unused zero-filled space at
+   * rotation and stop). Without it the writer reserves no space and only appends.
+   */
+  truncate?(fd: number, length: number): Promise<void>;
 }
 
 const pOpen = promisify(fs.open);
-const pWrite = (fd: number, b: Buffer, o: number, l: number): Promise<number> =>
-  new Promise((resolve, reject) => fs.write(fd, b, o, l, null, (err, n) => (err ? reject(err) : resolve(n))));
+const pWrite = (fd: number, b: Buffer, o: number, l: number, p: number): Promise<number> =>
+  new Promise((resolve, reject) => fs.write(fd, b, o, l, p, (err, n) => (err ? reject(err) : resolve(n))));
 const pRead = (fd: number, b: Buffer, p: number): Promise<number> =>
   new Promise((resolve, reject) =>
     fs.read(fd, b, 0, b.length, p, (err, n) => (err ? reject(err) : resolve(n))),
   );
 const pFsync = promisify(fs.fsync);
 const pClose = promisify(fs.close);
+const pFtruncate = promisify(fs.ftruncate);
 
 export const nodeAuditFs: AuditFs = {
   async mkdir(path) {
@@ -57,11 +64,10 @@ export const nodeAuditFs: AuditFs = {
   // as write + fdatasync would, in one thread-pool request. Under load the second trip
   // (the fsync's own request and its completion on the event loop) cost each batch a
   // turn of the loop.
-  openAppend: (path, exclusive) =>
+  openWrite: (path, exclusive) =>
     pOpen(
       path,
       fs.constants.O_WRONLY |
-        fs.constants.O_APPEND |
         fs.constants.O_CREAT |
         fs.constants.O_DSYNC |
         (exclusive ? fs.constants.O_EXCL : 0),
@@ -69,11 +75,12 @@ export const nodeAuditFs: AuditFs = {
     ),
   syncedWrites: true,
   openRead: (path) => pOpen(path, 'r'),
-  write: (fd, buf, offset, length) => pWrite(fd, buf, offset, length),
+  write: (fd, buf, offset, length, position) => pWrite(fd, buf, offset, length, position),
   read: (fd, buf, position) => pRead(fd, buf, position),
   fsync: (fd) => pFsync(fd),
   close: (fd) => pClose(fd),
   unlink: (path) => fs.promises.unlink(path),
+  truncate: (fd, length) => pFtruncate(fd, length),
   async fsyncDir(path) {
     const fd = await pOpen(path, 'r');
     try {

@@ -11,7 +11,8 @@ import { basename } from 'node:path';
 import { join } from 'node:path';
 import { AuditCodes, AuditError } from './errors.js';
 import { nodeAuditFs, type AuditFs } from './audit-fs.js';
-import { sha256Hex, recordHash } from './canonical.js';
+import { createHash } from 'node:crypto';
+import { recordHash } from './canonical.js';
 import type { AuditRecord, ChainPoint, TornTail } from './record.js';
 
 const NAME = /^audit-(\d{20})-(\d{8}T\d{6}Z)(?:-(\d{1,4}))?\.jsonl$/;
@@ -86,17 +87,97 @@ export function parseRecordLine(line: string): AuditRecord | null {
   return r as AuditRecord;
 }
 
+/**
+ * Where a file's records end. Records never hold a NUL byte (canonical JSON escapes
+ * control characters), so the first NUL ends the data: after it comes the zero-filled
+ * space the writer keeps ahead of itself (writer.ts), which a file keeps if the writer
+ * did not stop cleanly. Only the last write can have been cut short, and with
+ * preallocated space a crash may leave it with holes (blocks that never reached the
+ * disk read back as zeros) and later blocks that did. So: the complete lines before the
+ * first NUL are the records; anything else that is not a NUL, from the end of the last
+ * complete line to the last non-NUL byte, is the partial write (`torn`), declared by the
+ * next marker byte for byte; trailing NULs are ignored.
+ */
+export interface FileExtent {
+  /** End (exclusive) of the last complete line before the first NUL: the records are [0, complete). */
+  complete: number;
+  /** The partial write: bytes after the last complete line up to the last non-NUL byte. */
+  torn: { offset: number; length: number } | null;
+}
+
+/** The extent of a file held in memory (verify, tail). */
+export function fileExtent(data: Buffer): FileExtent {
+  const firstNul = data.indexOf(0);
+  const dataEnd = firstNul < 0 ? data.length : firstNul;
+  const complete = dataEnd === 0 ? 0 : data.lastIndexOf(0x0a, dataEnd - 1) + 1;
+  let end = data.length;
+  while (end > complete && data[end - 1] === 0) end--;
+  return { complete, torn: end > complete ? { offset: complete, length: end - complete } : null };
+}
+
 export interface FileTail {
   /** The last complete record, or null when the file holds none. */
   last: AuditRecord | null;
-  /** Bytes after the last newline: a write that did not finish. */
+  /** The partial write after it (see FileExtent). */
   torn: TornTail | null;
   size: number;
 }
 
+const CHUNK = 1024 * 1024;
+
+async function readAt(afs: AuditFs, fd: number, buf: Buffer, position: number): Promise<number> {
+  let got = 0;
+  while (got < buf.length) {
+    const n = await afs.read(fd, buf.subarray(got), position + got);
+    if (n === 0) break;
+    got += n;
+  }
+  return got;
+}
+
+/** Offset of the first NUL byte in [0, size), or size: a forward scan in 1 MiB reads. */
+async function firstNul(afs: AuditFs, fd: number, size: number): Promise<number> {
+  const buf = Buffer.allocUnsafe(Math.min(size, CHUNK));
+  for (let pos = 0; pos < size;) {
+    const got = await readAt(afs, fd, buf.subarray(0, Math.min(buf.length, size - pos)), pos);
+    if (got === 0) return pos;
+    const i = buf.subarray(0, got).indexOf(0);
+    if (i >= 0) return pos + i;
+    pos += got;
+  }
+  return size;
+}
+
+/** End (exclusive) of the last non-NUL byte in [from, size): a backward scan. */
+async function lastNonNulEnd(afs: AuditFs, fd: number, from: number, size: number): Promise<number> {
+  const buf = Buffer.allocUnsafe(Math.min(Math.max(size - from, 1), CHUNK));
+  for (let end = size; end > from;) {
+    const start = Math.max(from, end - buf.length);
+    const got = await readAt(afs, fd, buf.subarray(0, end - start), start);
+    for (let i = got - 1; i >= 0; i--) if (buf[i] !== 0) return start + i + 1;
+    end = start;
+  }
+  return from;
+}
+
+/** SHA-256 (hex) of the bytes [from, to) of a file. */
+async function digestRange(afs: AuditFs, fd: number, from: number, to: number): Promise<string> {
+  const h = createHash('sha256');
+  const buf = Buffer.allocUnsafe(Math.min(Math.max(to - from, 1), CHUNK));
+  for (let pos = from; pos < to;) {
+    const got = await readAt(afs, fd, buf.subarray(0, Math.min(buf.length, to - pos)), pos);
+    if (got === 0) break;
+    h.update(buf.subarray(0, got));
+    pos += got;
+  }
+  return h.digest('hex');
+}
+
 /**
- * Read the end of a file: the last complete line and any partial line after it.
- * Reads backwards in growing chunks, so a large file costs only its tail.
+ * Read the end of a file: the last complete record and the partial write after it
+ * (FileExtent's rules). The first NUL is found by a forward scan (a hole can only be in
+ * the last write, but nothing on disk says where that began); the last line is then
+ * read backwards in growing chunks.
  */
 export async function readFileTail(dir: string, name: string, afs: AuditFs = nodeAuditFs): Promise<FileTail> {
   const path = join(dir, name);
@@ -104,35 +185,30 @@ export async function readFileTail(dir: string, name: string, afs: AuditFs = nod
   if (size === 0) return { last: null, torn: null, size };
   const fd = await afs.openRead(path);
   try {
-    let chunk = Math.min(size, 64 * 1024);
-    for (;;) {
-      const start = size - chunk;
-      const buf = Buffer.alloc(chunk);
-      let got = 0;
-      while (got < chunk) {
-        const n = await afs.read(fd, buf.subarray(got), start + got);
-        if (n === 0) break;
-        got += n;
-      }
-      const data = buf.subarray(0, got);
-      const lastNl = data.lastIndexOf(0x0a);
-      let torn: TornTail | null = null;
-      if (lastNl < data.length - 1) {
-        if (lastNl < 0 && start > 0) {
-          chunk = Math.min(size, chunk * 4);
+    const dataEnd = await firstNul(afs, fd, size);
+    let complete = 0;
+    let last: AuditRecord | null = null;
+    let chunk = Math.min(dataEnd, 64 * 1024);
+    while (dataEnd > 0) {
+      const start = dataEnd - chunk;
+      const data = Buffer.alloc(chunk);
+      const got = await readAt(afs, fd, data, start);
+      const view = data.subarray(0, got);
+      const lastNl = view.lastIndexOf(0x0a);
+      if (lastNl < 0) {
+        if (start > 0) {
+          chunk = Math.min(dataEnd, chunk * 4);
           continue;
         }
-        const partial = data.subarray(lastNl + 1);
-        torn = { file: name, offset: start + lastNl + 1, length: partial.length, sha256: sha256Hex(partial) };
+        break; // no complete line at all
       }
-      if (lastNl < 0) return { last: null, torn, size };
-      const prevNl = data.lastIndexOf(0x0a, lastNl - 1);
+      const prevNl = lastNl === 0 ? -1 : view.lastIndexOf(0x0a, lastNl - 1);
       if (prevNl < 0 && start > 0) {
-        chunk = Math.min(size, chunk * 4);
+        chunk = Math.min(dataEnd, chunk * 4);
         continue;
       }
-      const line = data.subarray(prevNl + 1, lastNl).toString('utf8');
-      const last = parseRecordLine(line);
+      complete = start + lastNl + 1;
+      last = parseRecordLine(view.subarray(prevNl + 1, lastNl).toString('utf8'));
       if (!last || recordHash(last) !== last.hash) {
         throw new AuditError(
           AuditCodes.TAIL_CORRUPT,
@@ -140,8 +216,19 @@ export async function readFileTail(dir: string, name: string, afs: AuditFs = nod
           `audit file ${name}: the last complete line is not a valid record`,
         );
       }
-      return { last, torn, size };
+      break;
     }
+    const end = await lastNonNulEnd(afs, fd, complete, size);
+    const torn: TornTail | null =
+      end > complete
+        ? {
+            file: name,
+            offset: complete,
+            length: end - complete,
+            sha256: await digestRange(afs, fd, complete, end),
+          }
+        : null;
+    return { last, torn, size };
   } finally {
     await afs.close(fd).catch(() => undefined);
   }

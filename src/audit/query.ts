@@ -1,6 +1,7 @@
 // Reading the audit log for people: `hyokd audit tail` and `hyokd audit search`.
 // These read files as they are and do not verify the chain (verify.ts does); lines that
-// are not records (a partial last line, damage) are skipped.
+// are not records (a partial last line, damage) are skipped, and a file's data ends at
+// its first NUL byte (the writer's zero-filled space, files.ts).
 
 import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -12,9 +13,11 @@ import type { AuditRecord } from './record.js';
 async function* recordsOf(dir: string, name: string): AsyncGenerator<AuditRecord> {
   const rl = createInterface({ input: createReadStream(join(dir, name)), crlfDelay: Infinity });
   for await (const line of rl) {
+    if (line.includes('\0')) break;
     const r = parseRecordLine(line);
     if (r) yield r;
   }
+  rl.close();
 }
 
 /** The last `n` records, oldest first. */
@@ -24,8 +27,11 @@ export async function* tailAudit(dir: string, n: number): AsyncGenerator<AuditRe
   const out: AuditRecord[][] = [];
   let have = 0;
   for (let i = files.length - 1; i >= 0 && have < n; i--) {
-    const text = await readFile(join(dir, files[i]!.name), 'utf8');
-    const recs = text
+    const data = await readFile(join(dir, files[i]!.name));
+    const nul = data.indexOf(0);
+    const recs = data
+      .subarray(0, nul < 0 ? data.length : nul)
+      .toString('utf8')
       .split('\n')
       .map((l) => parseRecordLine(l))
       .filter((r): r is AuditRecord => r !== null);

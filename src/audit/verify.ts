@@ -9,10 +9,12 @@
 // mirrored to the operational log). Verification stops at the first problem and names
 // it; the kinds are listed in `VerifyErrorKind`.
 //
-// A partial last line in the newest file is a crash the writer has not recovered from
-// yet (or a write in progress): 'torn-line', unless `allowTornTail` (verifying a live
-// log). Partial lines in older files are fine only when the next marker declares them
-// byte for byte (offset, length, SHA-256).
+// A file's records are its complete lines before the first NUL byte; trailing NULs are
+// space the writer reserved and are ignored (files.ts, FileExtent). Any other bytes
+// after the last complete line are a partial write. In the newest file that is a crash
+// the writer has not recovered from yet (or a write in progress): 'torn-line', unless
+// `allowTornTail` (verifying a live log). Partial writes in older files are fine only
+// when the next marker declares them byte for byte (offset, length, SHA-256).
 //
 // What the chain alone cannot show: removal of the newest records or files by someone
 // with write access before the next start (nothing later refers to them). Compare with
@@ -22,7 +24,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import { GENESIS_PREV, recordHash, sha256Hex } from './canonical.js';
-import { listAuditDir, parseRecordLine } from './files.js';
+import { fileExtent, listAuditDir, parseRecordLine } from './files.js';
 import type { AuditRecord, ChainPoint, TornTail } from './record.js';
 import { keyIdForSpki, publicKeyFromSpki, verifyCheckpointSignature } from './signer.js';
 
@@ -97,6 +99,17 @@ interface FileEnd {
 }
 
 const MARKERS = new Set(['start', 'resume']);
+
+/** The partial write of a file (FileExtent), as markers declare it. */
+function tornOf(file: string, data: Buffer, t: { offset: number; length: number } | null): TornTail | null {
+  if (!t) return null;
+  return {
+    file,
+    offset: t.offset,
+    length: t.length,
+    sha256: sha256Hex(data.subarray(t.offset, t.offset + t.length)),
+  };
+}
 
 function sameTorn(a: TornTail | null | undefined, b: unknown): boolean {
   if (!a || !b || typeof b !== 'object') return !a && !b;
@@ -175,12 +188,15 @@ export async function verifyAuditDir(dir: string, opts: VerifyOptions = {}): Pro
           `cannot read (${(err as { code?: string }).code ?? 'error'})`,
         );
       }
-      const lastNl = data.lastIndexOf(0x0a);
-      const partial = data.subarray(lastNl + 1);
-      const torn: TornTail | null = partial.length
-        ? { file: f.name, offset: lastNl + 1, length: partial.length, sha256: sha256Hex(partial) }
-        : null;
-      const lines = lastNl < 0 ? [] : data.subarray(0, lastNl).toString('utf8').split('\n');
+      const extent = fileExtent(data);
+      const torn = tornOf(f.name, data, extent.torn);
+      const lines =
+        extent.complete === 0
+          ? []
+          : data
+              .subarray(0, extent.complete - 1)
+              .toString('utf8')
+              .split('\n');
       if (lines.length === 0) {
         if (torn) {
           if (openTorn)

@@ -30,6 +30,8 @@ export interface WriteJob {
   seq: number;
   ts: string;
   prev: string;
+  /** File offset the batch is written at. */
+  position: number;
 }
 
 export type WriteAnswer = { id: number; hash: string; bytes: number } | { id: number; error: string };
@@ -115,9 +117,10 @@ export class AuditWriteOffload {
   }
 
   /**
-   * Chain `bodies` as records seq, seq+1, … after `prev` (all stamped `ts`) and append
-   * them to `fd`, which the caller keeps open until this settles. Resolves with the new
-   * head's hash once the write has returned; rejects with the errno name as `code`.
+   * Chain `bodies` as records seq, seq+1, … after `prev` (all stamped `ts`) and write
+   * them to `fd` at offset `position`; the caller keeps `fd` open until this settles.
+   * Resolves with the new head's hash once the write has returned; rejects with the
+   * errno name as `code`.
    */
   write(
     fd: number,
@@ -125,10 +128,11 @@ export class AuditWriteOffload {
     seq: number,
     ts: string,
     prev: string,
+    position: number,
   ): Promise<WriteResult> {
     if (!this.usable) return Promise.reject(failure('WORKER', 'audit write worker unavailable'));
     const id = this.#nextId++;
-    const job: WriteJob = { id, fd, packed: packBatch(bodies), seq, ts, prev };
+    const job: WriteJob = { id, fd, packed: packBatch(bodies), seq, ts, prev, position };
     return new Promise<WriteResult>((resolve, reject) => {
       this.#waiting.set(id, { resolve, reject });
       this.#worker.postMessage(job);

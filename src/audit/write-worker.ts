@@ -1,6 +1,7 @@
 // The audit write worker's thread (started by write-offload.ts): chains a packed batch
-// of caller records and writes it to the audit file's descriptor, which the writer
-// opened O_DSYNC, so the write returns once the batch is durable. One job at a time,
+// of caller records and writes it at the offset it is given to the audit file's
+// descriptor, which the writer opened O_DSYNC, so the write returns once the batch is
+// durable. One job at a time,
 // in order; the writer sends the next only after this one's answer.
 //
 // Every answer carries the job's id: `{ id, hash, bytes }`, or `{ id, error }` with the
@@ -23,7 +24,7 @@ port.on('message', (job: WriteJob) => {
   try {
     let off = 0;
     while (off < buf.length) {
-      const n = writeSync(job.fd, buf, off, buf.length - off);
+      const n = writeSync(job.fd, buf, off, buf.length - off, job.position + off);
       if (n <= 0) throw Object.assign(new Error('short write'), { code: 'EIO' });
       off += n;
     }

@@ -88,6 +88,13 @@ export interface AuditWriterOptions {
   groupCommitMaxDelayMs?: number;
   /** Most records in one durable write. Default 4096. */
   groupCommitMaxRecords?: number;
+  /**
+   * Zero-filled space kept ahead of the records, in bytes (0: plain appends). A durable
+   * write into blocks the file already has costs the file system no journal commit; an
+   * append does (the size and the new blocks). Default 4 MiB, filled 1 MiB at a time
+   * off the write path; trimmed at rotation and stop. Needs `fs.truncate`.
+   */
+  reserveBytes?: number;
   /** Bound on open + durable write of one batch. Default 2000 ms. */
   writeTimeoutMs?: number;
   /** Retry interval while unhealthy. Default 1000 ms. */
@@ -135,6 +142,8 @@ export interface AuditStats {
   offloadedBatches: number;
   recoveries: number;
   pending: number;
+  /** Reserved bytes ahead of the records in the current file (reserveBytes; 0 until a fill has finished). */
+  reservedBytes: number;
   file: string | null;
   head: { seq: number; hash: string } | null;
 }
@@ -167,6 +176,14 @@ interface Head {
 
 const noop = (): void => undefined;
 
+/** How far past its records a file's first fill starts (at most a quarter of the reservation). */
+const RESERVE_GAP = 64 * 1024;
+let zeros: Buffer | null = null;
+/** 1 MiB of zeros, made on first use: the unit of a fill. */
+function zeroBuffer(): Buffer {
+  return (zeros ??= Buffer.alloc(1024 * 1024));
+}
+
 export class AuditWriter extends EventEmitter {
   readonly #dir: string;
   readonly #fs: AuditFs;
@@ -181,6 +198,7 @@ export class AuditWriter extends EventEmitter {
       | 'checkpointEveryMs'
       | 'groupCommitMaxDelayMs'
       | 'groupCommitMaxRecords'
+      | 'reserveBytes'
       | 'writeTimeoutMs'
       | 'probeIntervalMs'
     >
@@ -193,8 +211,23 @@ export class AuditWriter extends EventEmitter {
   #head: Head | null = null;
   #fd: number | null = null;
   #file: string | null = null;
+  /** Bytes of records in the current file: where the next batch is written. */
   #fileBytes = 0;
   #fileOpenedAt = 0;
+  /** End of the zero-filled space of the current file (writes below it overwrite allocated blocks). */
+  #reservedEnd = 0;
+  /** A zero fill of [from, …) in progress: a batch that would reach `from` waits for it. */
+  #reserving: { from: number; done: Promise<void> } | null = null;
+  /** The current file's space could not be reserved: append from now on (until the next file). */
+  #reserveFailed = false;
+  /** End of the furthest zero fill started on the current file, finished or not (what retiring cuts off). */
+  #fillEnd = 0;
+  /** Furthest offset a write to the current file may have reached (what an abandoned file keeps). */
+  #writeEnd = 0;
+  /** Counts files opened: a zero fill that finishes after its file was left changes nothing. */
+  #fileGen = 0;
+  /** Files left behind (rotation, failure) still being trimmed and closed: close() waits for them. */
+  readonly #retiring = new Set<Promise<void>>();
 
   #healthy = true;
   #closed = false;
@@ -235,6 +268,7 @@ export class AuditWriter extends EventEmitter {
     offloadedBatches: 0,
     recoveries: 0,
     pending: 0,
+    reservedBytes: 0,
     file: null,
     head: null,
   };
@@ -263,6 +297,7 @@ export class AuditWriter extends EventEmitter {
       checkpointEveryMs: opts.checkpointEveryMs ?? 60_000,
       groupCommitMaxDelayMs: opts.groupCommitMaxDelayMs ?? 0,
       groupCommitMaxRecords: opts.groupCommitMaxRecords ?? 4096,
+      reserveBytes: (opts.fs ?? nodeAuditFs).truncate ? (opts.reserveBytes ?? 4 * 1024 * 1024) : 0,
       writeTimeoutMs: opts.writeTimeoutMs ?? 2000,
       probeIntervalMs: opts.probeIntervalMs ?? 1000,
     };
@@ -348,6 +383,7 @@ export class AuditWriter extends EventEmitter {
       ...this.#stats,
       healthy: this.healthy(),
       pending: this.#pending.length,
+      reservedBytes: this.#fd === null ? 0 : Math.max(0, this.#reservedEnd - this.#fileBytes),
       file: this.#file,
       head: this.#head ? { ...this.#head } : null,
     };
@@ -429,7 +465,8 @@ export class AuditWriter extends EventEmitter {
       this.#rejectPending(auditUnavailable('CLOSED', 'audit log is closed'));
       const fd = this.#fd;
       this.#fd = null;
-      if (fd !== null) await this.#inflight.then(() => this.#fs.close(fd)).catch(noop);
+      if (fd !== null) this.#retire(fd, this.#fileBytes);
+      await Promise.all(this.#retiring);
       await this.#offload?.close();
     });
   }
@@ -578,7 +615,8 @@ export class AuditWriter extends EventEmitter {
     this.#fd = null;
     this.#nextFileName = nextFile;
     this.#stats.rotations++;
-    if (fd !== null) await this.#fs.close(fd).catch(noop);
+    // In the background: it waits for the file's zero fill, and the next file need not.
+    if (fd !== null) this.#retire(fd, this.#fileBytes);
   }
 
   #nextFileName: string | null = null;
@@ -591,6 +629,9 @@ export class AuditWriter extends EventEmitter {
     for (const r of records) text += r.line + '\n';
     const buf = Buffer.from(text, 'utf8');
     const started = performance.now();
+    // A new file starts at 0; the current one continues after its records.
+    const position = this.#fd === null ? 0 : this.#fileBytes;
+    if (this.#fd !== null) this.#writeEnd = Math.max(this.#writeEnd, position + buf.length);
     // The timed work touches only locals: if it times out and finishes later, it must not
     // install a descriptor or a file name into the writer's state.
     let opened: number | null = null;
@@ -603,7 +644,7 @@ export class AuditWriter extends EventEmitter {
           let name = this.#nextFileName ?? auditFileName(records[0]!.seq, this.#now());
           for (let attempt = 1; ; attempt++) {
             try {
-              target = opened = await this.#fs.openAppend(join(this.#dir, name), true);
+              target = opened = await this.#fs.openWrite(join(this.#dir, name), true);
               break;
             } catch (err) {
               // Never append to a file we did not create: pick the next free name.
@@ -613,10 +654,12 @@ export class AuditWriter extends EventEmitter {
           }
           createdName = name;
           await this.#fs.fsyncDir(this.#dir);
+        } else {
+          await this.#beforeWrite(position, buf.length);
         }
         let off = 0;
         while (off < buf.length) {
-          const n = await this.#fs.write(target, buf, off, buf.length - off);
+          const n = await this.#fs.write(target, buf, off, buf.length - off, position + off);
           if (n <= 0) throw Object.assign(new Error('short write'), { code: 'EIO' });
           off += n;
         }
@@ -646,6 +689,12 @@ export class AuditWriter extends EventEmitter {
       this.#nextFileName = null;
       this.#fileBytes = 0;
       this.#fileOpenedAt = this.#now().getTime();
+      this.#fileGen++;
+      this.#reservedEnd = 0;
+      this.#reserving = null;
+      this.#reserveFailed = false;
+      this.#fillEnd = 0;
+      this.#writeEnd = buf.length;
     }
     const last = records[records.length - 1]!;
     this.#written(records.length, last, buf.length, performance.now() - started, records);
@@ -661,9 +710,18 @@ export class AuditWriter extends EventEmitter {
     const ts = this.#now().toISOString(); // one instant per batch, as #build
     const bodies = entries.map((e) => e.seg);
     const started = performance.now();
+    const position = this.#fileBytes;
+    // The worker makes the bytes; this bounds them (UTF-8, the chain fields, the newline).
+    let bound = 0;
+    for (const b of bodies)
+      bound += 3 * (b[0].length + b[1].length + b[2].length + b[3].length + b[4].length) + 256;
+    this.#writeEnd = Math.max(this.#writeEnd, position + bound);
     let res;
     try {
-      res = await this.#timed(() => offload.write(fd, bodies, seq, ts, prev));
+      res = await this.#timed(async () => {
+        await this.#beforeWrite(position, bound);
+        return offload.write(fd, bodies, seq, ts, prev, position);
+      });
     } catch (err) {
       this.#fail(err, entries.length);
       throw auditUnavailable(errorKind(err), `audit write failed (${errorKind(err)})`);
@@ -714,6 +772,88 @@ export class AuditWriter extends EventEmitter {
     const info = { records: count, latencyMs: latency };
     this.#opts.onBatch?.(info);
     this.emit('batch', info);
+    this.#reserveAhead();
+  }
+
+  // --- reserved space -------------------------------------------------------------
+  // Appending with O_DSYNC makes the file system commit its journal for every batch (the
+  // size and the newly allocated blocks must be durable with the data); overwriting
+  // blocks the file already has needs only the data: measured here, an append of 13 KB
+  // took 420-720 us and 177-255 us of CPU, an overwrite 230-260 us and 86-90 us. So the
+  // writer keeps zeros written ahead of its records and writes batches at explicit
+  // offsets into them. Fills run off the write path, 1 MiB per write; a batch never
+  // writes into space being filled (it waits for the fill, under its write timeout).
+  // The first fill of a file starts a little past the records, so the batches right
+  // after a new file do not wait for it. Readers stop at the first NUL byte (files.ts);
+  // the unused space is cut off at rotation and stop, and kept (as zeros, harmless) by a
+  // file left by a crash.
+
+  /** The zero fill a write of `bytes` at `position` would overlap, to wait for; else undefined. */
+  #beforeWrite(position: number, bytes: number): Promise<void> | undefined {
+    const r = this.#reserving;
+    return r && position + bytes > r.from ? r.done : undefined;
+  }
+
+  /** Start filling the next stretch of the current file when less than half a reservation is left. */
+  #reserveAhead(): void {
+    const size = this.#o.reserveBytes;
+    const fd = this.#fd;
+    // Not while closing: the stop records are the file's last, and the space would be cut off.
+    if (size === 0 || fd === null || this.#reserving || this.#reserveFailed || this.#closed) return;
+    const at = this.#fileBytes;
+    if (this.#reservedEnd - at >= size / 2) return;
+    const from = this.#reservedEnd >= at ? this.#reservedEnd : at + Math.min(RESERVE_GAP, size / 4);
+    // Rotation comes at maxFileBytes: space past it would only be cut off again.
+    const to = Math.min(from + size, this.#o.maxFileBytes);
+    if (to <= from) return;
+    const gen = this.#fileGen;
+    this.#fillEnd = to;
+    const done: Promise<void> = this.#zeroFill(fd, from, to)
+      .then(
+        () => {
+          if (this.#fileGen === gen) this.#reservedEnd = to;
+        },
+        (err: unknown) => {
+          if (this.#fileGen !== gen) return;
+          this.#reserveFailed = true;
+          this.#log?.warn(
+            { audit: { kind: errorKind(err) } },
+            'audit space could not be reserved: appending to this file',
+          );
+        },
+      )
+      .finally(() => {
+        if (this.#reserving?.done === done) this.#reserving = null;
+      });
+    this.#reserving = { from, done };
+  }
+
+  async #zeroFill(fd: number, from: number, to: number): Promise<void> {
+    const zeros = zeroBuffer();
+    for (let pos = from; pos < to;) {
+      const n = await this.#fs.write(fd, zeros, 0, Math.min(zeros.length, to - pos), pos);
+      if (n <= 0) throw Object.assign(new Error('short write'), { code: 'EIO' });
+      pos += n;
+    }
+    if (!this.#fs.syncedWrites) await this.#fs.fsync(fd);
+  }
+
+  /**
+   * Close a file nothing writes again, once its last write and its zero fill have
+   * settled, cut to `keep` bytes when a fill (even one that failed part way) may have
+   * put zeros beyond them: on a full disk that space is what recovery needs.
+   */
+  #retire(fd: number, keep: number): void {
+    const fill = this.#reserving?.done;
+    const reserved = this.#fillEnd > keep;
+    const job: Promise<void> = Promise.all([this.#inflight, fill])
+      .then(async () => {
+        if (reserved) await this.#fs.truncate?.(fd, keep).catch(noop);
+        await this.#fs.close(fd);
+      })
+      .catch(noop)
+      .finally(() => this.#retiring.delete(job));
+    this.#retiring.add(job);
   }
 
   /** Run file-system work under the write timeout; remember it so recovery can wait for it to settle. */
@@ -756,8 +896,9 @@ export class AuditWriter extends EventEmitter {
     const fd = this.#fd;
     this.#fd = null;
     this.#nextFileName = null;
-    // The file is abandoned: close it only once the call that failed or hung has settled.
-    if (fd !== null) void this.#inflight.then(() => this.#fs.close(fd)).catch(noop);
+    // The file is abandoned: close it only once the call that failed or hung has settled,
+    // keeping every byte a write may have put there (evidence for the resume marker).
+    if (fd !== null) this.#retire(fd, this.#writeEnd);
     if (this.#outage) {
       this.#outage.failedRecords += failedRecords;
     } else {

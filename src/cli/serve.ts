@@ -114,6 +114,7 @@ async function openDaemon(config: Config, opts: DaemonOptions, log: Logger, lock
       dir: config.audit.dir,
       signer: await openAuditSigner(hsm),
       maxFileBytes: config.audit.rotateBytes,
+      reserveBytes: config.audit.reserveBytes,
       maxFileAgeMs: config.audit.rotateAgeMs,
       checkpointEveryRecords: config.audit.checkpointEvery,
       checkpointEveryMs: config.audit.checkpointIntervalMs,

@@ -49,6 +49,7 @@ export interface AuditConfig {
   readonly enabled: boolean;
   readonly rotateBytes: number;
   readonly rotateAgeMs: number;
+  readonly reserveBytes: number;
   readonly checkpointEvery: number;
   readonly checkpointIntervalMs: number;
   readonly writeTimeoutMs: number;

@@ -132,6 +132,9 @@ export const auditSchema = z.strictObject({
   enabled: bool('write the audit log (disable only for benchmarks)').default(true),
   rotateBytes: positiveInt('rotate the audit file after this many bytes').default(64 * MIB),
   rotateAgeMs: positiveInt('rotate the audit file after this many milliseconds').default(DAY_MS),
+  reserveBytes: nonNegativeInt(
+    'zero-filled space kept ahead of the audit records, in bytes (0: plain appends)',
+  ).default(4 * MIB),
   checkpointEvery: positiveInt('write a signed checkpoint every N records').default(1000),
   checkpointIntervalMs: positiveInt('write a checkpoint at least this often in milliseconds').default(60_000),
   writeTimeoutMs: positiveInt('fail the request when an audit write takes longer, in milliseconds').default(

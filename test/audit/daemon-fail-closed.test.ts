@@ -12,7 +12,10 @@
 //   disk coming back.
 // - ENOSPC: the audit directory on a tiny tmpfs the test fills up, then frees. A write
 //   may first be cut short at the last free byte, leaving a partial line the resume
-//   marker must declare. Needs mount(2) (root with CAP_SYS_ADMIN); skipped otherwise.
+//   marker must declare. The writer's zero-filled space ahead of its records (which
+//   lets calls go on into it after the disk is full) is given back when it leaves the
+//   file; the test keeps the disk full against that until it frees it. Needs mount(2)
+//   (root with CAP_SYS_ADMIN); skipped otherwise.
 import { execFileSync } from 'node:child_process';
 import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -78,6 +81,11 @@ interface Scenario {
   fault(d: DaemonProcess): void;
   /** Make it writable again. */
   restore(d: DaemonProcess): void;
+  /**
+   * Called every 50 ms from the first refusal until `restore`: keeps the fault in place
+   * against what the daemon itself gives back (its unused reserved audit space).
+   */
+  hold?(d: DaemonProcess): void;
 }
 
 /** The whole story on one daemon: serve, fault, fail closed, recover, verify. */
@@ -107,7 +115,9 @@ async function failClosedAndRecover(t: Test, s: Scenario): Promise<void> {
   // --- the fault ---------------------------------------------------------------------
   s.fault(d);
   let restored = false;
+  let holding: NodeJS.Timeout | undefined;
   t.teardown(() => {
+    clearInterval(holding);
     if (!restored) s.restore(d);
   });
   // Calls until the first refusal: a full disk may still take what fits in its last
@@ -121,6 +131,10 @@ async function failClosedAndRecover(t: Test, s: Scenario): Promise<void> {
     (first === 'succeeded' ? acked : refused).push(requestId);
   }
   t.comment(`${acked.length} calls still fitted after the fault`);
+  if (s.hold) {
+    s.hold(d);
+    holding = setInterval(() => s.hold!(d), 50);
+  }
   t.not(first, 'succeeded', 'a call is refused once the audit log cannot be written');
   if (first !== 'succeeded') {
     t.equal(first.status, 'UNAVAILABLE', 'gRPC UNAVAILABLE');
@@ -160,6 +174,7 @@ async function failClosedAndRecover(t: Test, s: Scenario): Promise<void> {
   t.equal(await healthStatus(s.home, d.port), 'NOT_SERVING', 'still NOT_SERVING');
 
   // --- the disk comes back --------------------------------------------------------------
+  clearInterval(holding);
   s.restore(d);
   restored = true;
   t.ok(
@@ -254,9 +269,9 @@ function mountTmpfs(at: string, size: string): boolean {
   return works('mount', ['-t', 'tmpfs', '-o', `size=${size},mode=0700`, 'tmpfs', at]);
 }
 
-/** Writes zeros to `path` until the file system refuses (ENOSPC). */
+/** Writes zeros to `path` (after what it holds) until the file system refuses (ENOSPC). */
 function fillUp(path: string): void {
-  const fd = openSync(path, 'w');
+  const fd = openSync(path, 'a');
   try {
     for (const size of [64 * 1024, 4096, 512, 1]) {
       const chunk = Buffer.alloc(size);
@@ -296,6 +311,9 @@ t.test(
       env: { HYOKD_AUDIT_DIR: auditDir },
       kind: 'ENOSPC',
       fault: () => fillUp(filler),
+      // The writer cuts the zero-filled space it no longer needs off the file it left:
+      // another writer on this disk would take it, as the filler does here.
+      hold: () => fillUp(filler),
       restore: () => rmSync(filler, { force: true }),
     });
   },

@@ -44,15 +44,22 @@ export function auditFiles(dir: string): string[] {
     .sort();
 }
 
+/** A file's text up to its first NUL byte: the zero-filled space after it is not data (files.ts). */
+export function fileText(dir: string, file: string): string {
+  const data = readFileSync(join(dir, file));
+  const nul = data.indexOf(0);
+  return data.subarray(0, nul < 0 ? data.length : nul).toString('utf8');
+}
+
 export function readLines(dir: string, file: string): string[] {
-  const text = readFileSync(join(dir, file), 'utf8');
+  const text = fileText(dir, file);
   return text.split('\n').filter((l, i, a) => l !== '' || i < a.length - 1);
 }
 
 export function readRecords(dir: string): AuditRecord[] {
   const out: AuditRecord[] = [];
   for (const f of auditFiles(dir)) {
-    for (const l of readFileSync(join(dir, f), 'utf8').split('\n')) {
+    for (const l of fileText(dir, f).split('\n')) {
       if (l.trim()) {
         try {
           out.push(JSON.parse(l) as AuditRecord);
@@ -107,9 +114,9 @@ export class FaultyFs implements AuditFs {
   readdir = nodeAuditFs.readdir;
   stat = nodeAuditFs.stat;
   hangOpen = false;
-  async openAppend(path: string, exclusive: boolean): Promise<number> {
+  async openWrite(path: string, exclusive: boolean): Promise<number> {
     if (this.hangOpen) await new Promise<void>((resolve) => this.#released.push(resolve));
-    return nodeAuditFs.openAppend(path, exclusive);
+    return nodeAuditFs.openWrite(path, exclusive);
   }
   openRead = nodeAuditFs.openRead;
   read = nodeAuditFs.read;
@@ -117,15 +124,15 @@ export class FaultyFs implements AuditFs {
   fsyncDir = nodeAuditFs.fsyncDir;
   unlink = nodeAuditFs.unlink;
 
-  async write(fd: number, buf: Buffer, offset: number, length: number): Promise<number> {
+  async write(fd: number, buf: Buffer, offset: number, length: number, position: number): Promise<number> {
     if (this.writeError) throw Object.assign(new Error('injected'), { code: this.writeError });
     if (this.shortWrite !== null) {
       const n = Math.min(this.shortWrite, length);
       this.shortWrite = null;
       this.writeError = 'EIO';
-      return nodeAuditFs.write(fd, buf, offset, n);
+      return nodeAuditFs.write(fd, buf, offset, n, position);
     }
-    return nodeAuditFs.write(fd, buf, offset, length);
+    return nodeAuditFs.write(fd, buf, offset, length, position);
   }
 
   async fsync(fd: number): Promise<void> {

@@ -2,7 +2,7 @@
 // the event loop, byte for byte as the writer would itself; I/O errors answered, a dead
 // thread failing its jobs, and the writer carrying on without it.
 import t from 'tap';
-import { closeSync, openSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { bodySegments, chainLine, GENESIS_PREV, type BodySegments } from '../../src/audit/canonical.js';
 import { chainBatch, packBatch, unpackBatch } from '../../src/audit/chain-batch.js';
@@ -42,21 +42,30 @@ t.test('chainBatch makes the lines chainLine makes, in order', async (t) => {
   t.same(chainBatch([], 0, TS, GENESIS_PREV), { text: '', hash: GENESIS_PREV });
 });
 
-t.test('the worker writes the chained batch to the descriptor and answers the head', async (t) => {
+t.test('the worker writes the chained batch at its offset and answers the head', async (t) => {
   const dir = tempDir(t);
   const o = new AuditWriteOffload();
   t.teardown(() => o.close());
   t.equal(await o.ready(), true, 'ready');
   t.equal(o.usable, true);
   const path = join(dir, 'f');
-  const fd = openSync(path, 'a');
+  // Reserved space, as the writer keeps it: the batches overwrite zeros at their offsets.
+  writeFileSync(path, Buffer.alloc(64 * 1024));
+  const fd = openSync(path, 'r+');
   t.teardown(() => closeSync(fd));
   const want = chainBatch(bodies, 0, TS, GENESIS_PREV);
-  const res = await o.write(fd, bodies, 0, TS, GENESIS_PREV);
+  const res = await o.write(fd, bodies, 0, TS, GENESIS_PREV, 0);
   t.same(res, { hash: want.hash, bytes: Buffer.byteLength(want.text) });
   const next = chainBatch(bodies.slice(0, 2), 5, TS, want.hash);
-  await o.write(fd, bodies.slice(0, 2), 5, TS, want.hash);
-  t.equal(readFileSync(path, 'utf8'), want.text + next.text, 'appended in order');
+  await o.write(fd, bodies.slice(0, 2), 5, TS, want.hash, res.bytes);
+  const data = readFileSync(path);
+  t.equal(data.length, 64 * 1024, 'written inside the reserved space');
+  const end = res.bytes + Buffer.byteLength(next.text);
+  t.equal(data.subarray(0, end).toString('utf8'), want.text + next.text, 'in order, each at its offset');
+  t.ok(
+    data.subarray(end).every((b) => b === 0),
+    'the rest still zeros',
+  );
   t.equal(o.inflight, 0);
 });
 
@@ -69,11 +78,11 @@ t.test('an I/O error is an answer with the errno name; the worker stays usable',
   closeSync(openSync(path, 'w'));
   const ro = openSync(path, 'r');
   t.teardown(() => closeSync(ro));
-  await t.rejects(o.write(ro, bodies, 0, TS, GENESIS_PREV), { code: 'EBADF' });
+  await t.rejects(o.write(ro, bodies, 0, TS, GENESIS_PREV, 0), { code: 'EBADF' });
   t.equal(o.usable, true);
   const fd = openSync(join(dir, 'ok'), 'a');
   t.teardown(() => closeSync(fd));
-  t.ok((await o.write(fd, bodies, 0, TS, GENESIS_PREV)).bytes > 0, 'next job fine');
+  t.ok((await o.write(fd, bodies, 0, TS, GENESIS_PREV, 0)).bytes > 0, 'next job fine');
 });
 
 t.test('a worker that dies fails its job and refuses new ones', async (t) => {
@@ -86,9 +95,9 @@ t.test('a worker that dies fails its job and refuses new ones', async (t) => {
   // A segment holding the separator cannot come from the serializer; here it makes the
   // worker's unpacking throw, which ends the thread, as any bug there would.
   const bad: BodySegments = ['"a":"\u001f"', '', '', '', '"type":"x"'];
-  await t.rejects(o.write(fd, [bad], 0, TS, GENESIS_PREV), { code: 'WORKER' });
+  await t.rejects(o.write(fd, [bad], 0, TS, GENESIS_PREV, 0), { code: 'WORKER' });
   t.equal(o.usable, false);
-  await t.rejects(o.write(fd, bodies, 0, TS, GENESIS_PREV), { code: 'WORKER' });
+  await t.rejects(o.write(fd, bodies, 0, TS, GENESIS_PREV, 0), { code: 'WORKER' });
   t.equal(readFileSync(join(dir, 'f'), 'utf8'), '', 'nothing written');
   await o.close();
   t.same(failures, ['error'], 'reported once, as a failure');
@@ -101,7 +110,7 @@ t.test('close stops the worker', async (t) => {
   await o.close();
   t.same(failures, [], 'a close is not a failure');
   t.equal(o.usable, false);
-  await t.rejects(o.write(1, bodies, 0, TS, GENESIS_PREV), { code: 'WORKER' });
+  await t.rejects(o.write(1, bodies, 0, TS, GENESIS_PREV, 0), { code: 'WORKER' });
 });
 
 /** Appends `n` records in bursts of `burst`, all at once within a burst. */

@@ -1,10 +1,10 @@
 import t from 'tap';
-import { appendFileSync, readFileSync } from 'node:fs';
+import { appendFileSync, closeSync, openSync, readFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { verifyAuditDir } from '../../src/audit/verify.js';
 import { recordHash } from '../../src/audit/canonical.js';
 import { SoftwareAuditSigner } from '../../src/audit/software-signer.js';
-import { auditFiles, openWriter, readRecords, request, signer, tempDir } from './fixtures.js';
+import { auditFiles, fileText, openWriter, readRecords, request, signer, tempDir } from './fixtures.js';
 
 t.test('a fresh log: start, key, checkpoint, then records; each line is a chained JSON object', async (t) => {
   const dir = tempDir(t);
@@ -80,7 +80,12 @@ t.test('a torn last line is detected, declared by the start marker, and kept as 
   await w1.append(request(1));
   const file = auditFiles(dir)[0]!;
   const partial = '{"seq":5,"type":"request","op":"unwr';
-  appendFileSync(join(dir, file), partial);
+  // Where the crash cuts the next write: right after the records (into the writer's
+  // zero-filled space, when it has some).
+  const at = Buffer.byteLength(fileText(dir, file));
+  const fd = openSync(join(dir, file), 'r+');
+  writeSync(fd, partial, at);
+  closeSync(fd);
   const crashed = await verifyAuditDir(dir);
   t.notOk(crashed.ok);
   t.equal(crashed.firstError?.kind, 'torn-line');
@@ -90,12 +95,12 @@ t.test('a torn last line is detected, declared by the start marker, and kept as 
   const w2 = await openWriter(dir);
   await w2.append(request(2));
   await w2.close();
-  const size = readFileSync(join(dir, file)).length;
-  t.ok(readFileSync(join(dir, file), 'utf8').endsWith(partial), 'old file untouched');
+  const old = readFileSync(join(dir, file));
+  t.equal(old.subarray(at, at + partial.length).toString('utf8'), partial, 'old file untouched');
   const start = readRecords(dir).find((r) => r.type === 'start' && r.seq > 0)!;
   t.same(start.torn, {
     file,
-    offset: size - partial.length,
+    offset: at,
     length: partial.length,
     sha256: (await import('node:crypto')).createHash('sha256').update(partial).digest('hex'),
   });

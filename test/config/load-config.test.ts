@@ -67,6 +67,7 @@ t.test('defaults with no file and no environment', async (t) => {
     enabled: true,
     rotateBytes: 64 * 1024 * 1024,
     rotateAgeMs: 86_400_000,
+    reserveBytes: 4 * 1024 * 1024,
     checkpointEvery: 1000,
     checkpointIntervalMs: 60000,
     writeTimeoutMs: 2000,
@@ -189,7 +190,7 @@ t.test('every field has a documented variable', async (t) => {
     );
   }
   t.ok(ENV_OVERRIDES.some((e) => e.env === 'HYOKD_QUORUM_OPERATIONS' && e.path === 'quorum.operations'));
-  t.equal(ENV_OVERRIDES.length, 40, 'one variable per leaf field');
+  t.equal(ENV_OVERRIDES.length, 41, 'one variable per leaf field');
   t.equal(envNameFor(['server', 'maxConnectionAgeGraceMs']), 'HYOKD_SERVER_MAX_CONNECTION_AGE_GRACE_MS');
   t.same(
     unknownEnvOverrides({ HYOKD_HSM_MODUEL: 'x', HYOKD_HSM_MODULE: 'y', HYOKD_CONFIG: 'z', PATH: '/' }),
@@ -229,6 +230,15 @@ t.test('bad types are named by dotted path with origin and a hint', async (t) =>
     /server\.maxBatchItems: Too small.*\(from environment variable HYOKD_SERVER_MAX_BATCH_ITEMS\)/,
   );
   t.match(envMsg, /a positive integer; fix or unset HYOKD_SERVER_MAX_BATCH_ITEMS\.$/);
+
+  // audit.reserveBytes: 0 is allowed (plain appends), negative and fractions are not.
+  t.equal(loadConfig({ env: { HYOKD_AUDIT_RESERVE_BYTES: '0' }, cwd }).audit.reserveBytes, 0);
+  const reserve = configError(t, () => loadConfig({ env: { HYOKD_AUDIT_RESERVE_BYTES: '-1' }, cwd }));
+  t.match(reserve, /audit\.reserveBytes: Too small.*HYOKD_AUDIT_RESERVE_BYTES/);
+  t.match(
+    configError(t, () => loadConfig({ env: { HYOKD_AUDIT_RESERVE_BYTES: '4096.5' }, cwd })),
+    /audit\.reserveBytes: .*expected int/i,
+  );
 
   yamlFile(cwd, 'hsm: 5\n', 'scalar.yaml');
   const section = configError(t, () => loadConfig({ file: 'scalar.yaml', env: {}, cwd }));
