@@ -167,7 +167,9 @@ async function main(): Promise<void> {
       p50: h && h.count > 0 ? h.percentile(50) / 1000 : Number.NaN,
       p99: h && h.count > 0 ? h.percentile(99) / 1000 : Number.NaN,
       count: h?.count ?? 0,
-      achieved: median(rs.map((r) => r.callsPerSec)),
+      // The slowest round: the percentiles pool every round, so every round must have kept
+      // up for them to describe the asked rate (a median hid a round at 72 % of it).
+      achieved: rs.length > 0 ? Math.min(...rs.map((r) => r.callsPerSec)) : Number.NaN,
       skipped: rs.reduce((a, r) => a + r.skipped, 0),
     };
   };
@@ -273,7 +275,7 @@ async function main(): Promise<void> {
   else p99Verdict = p99Ratio <= TARGETS.p99_vs_echo ? 'met' : 'MISSED';
   out.push(
     `  Unwrap p99 / Echo p99  ${fmtRatio(p99Ratio)} (target <= ${TARGETS.p99_vs_echo.toFixed(2)}: ${p99Verdict})` +
-      `; achieved ${fmtRate(echoLat.achieved)} / ${fmtRate(unaryLat.achieved)} calls/s (median round), skipped ${echoLat.skipped} / ${unaryLat.skipped}`,
+      `; achieved ${fmtRate(echoLat.achieved)} / ${fmtRate(unaryLat.achieved)} calls/s (slowest round), skipped ${echoLat.skipped} / ${unaryLat.skipped}`,
   );
   out.push(
     `  correctness: ${totalProblems} non-OK/failed calls or items, ${mismatches} wrong DEKs of ${checked} checked, c_loop errors ${cErrors}`,
