@@ -9,13 +9,15 @@
 // the file, the head, checkpoints, the timeout, failure and recovery. Records that
 // arrive while a batch is being written go out together in the next batch (group
 // commit), so one durable write covers many requests under load; an idle writer writes
-// at once (`groupCommitMaxDelayMs` 0).
+// at once (`groupCommitMaxDelayMs` 0). Batches are written at explicit offsets into
+// zero-filled space kept ahead of the records (`reserveBytes`, "reserved space" below).
 //
 // Fail closed. A write or fsync that errors, or does not finish within `writeTimeoutMs`
 // (a real timer around open+write+fsync), rejects every record of the batch with
 // AUDIT_UNAVAILABLE, marks the writer unhealthy and rejects new appends at once. The
-// file being written is abandoned (never written again): bytes that may have reached it
-// stay as evidence. A probe then retries every `probeIntervalMs`; once the hung call has
+// file being written is abandoned (never written again; only its unused reserved space,
+// past the furthest byte the failed write may have reached, is cut off): bytes that may
+// have reached it stay as evidence. A probe then retries every `probeIntervalMs`; once the hung call has
 // settled and the directory can be read, it finds the end of the chain on disk (the last
 // complete record, and any partial line after it), opens a new file and writes a
 // `resume` marker that names that point, the partial line (by offset, length and
