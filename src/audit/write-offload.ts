@@ -1,54 +1,69 @@
-// The audit writer's helper thread: chain and write batches of caller records off the
-// event loop.
+// The audit writer's helper thread: serialize, chain and write batches of caller records
+// off the event loop.
 //
-// Why: on the data plane the event loop is the daemon's bottleneck, and per record the
-// chain hash, the line, the batch's UTF-8 buffer and the garbage they leave cost it
-// several microseconds, plus a thread-pool round trip per batch for the write. With
-// this helper the loop only serializes each body (as before) and posts one string per
-// batch; the worker (write-worker.ts) chains, encodes and writes with the same code the
-// writer uses itself, to the descriptor the writer opened, and answers with the new head.
+// Why: on the data plane the event loop is the daemon's bottleneck. The loop serializes
+// small records itself (the pipeline's unary records reuse cached JSON of their frozen
+// parts, and cost more to clone than to serialize) and posts each as one string; a
+// record with item rows (BatchUnwrap: 64 rows, ~7 KB) goes as the event itself, which the
+// structured clone carries for a fraction of what serializing it costs the loop (writer
+// alone: 83-98 µs of event-loop CPU per such record serialized on the loop, 15-24 µs
+// handed over). The worker (write-worker.ts) serializes those with the same
+// eventSegments, chains every record with the same chainLine and writes the batch to the
+// descriptor the writer opened, at the offset it is given, answering with the new head:
+// the bytes on disk do not depend on which thread built them.
 //
 // The writer keeps everything else: which file, rotation, checkpoints (signed by the
-// HSM on the loop's side), the write timeout, failure and recovery. It hands over only
-// batches made of caller records, only while a file is open, and only once the worker
-// has said it is ready; anything else it builds and writes itself. An I/O error comes
-// back as an answer (`error`: the errno name) and the batch fails closed as any failed
-// write does. If the thread dies, its jobs fail (the writer fails them closed: it cannot
-// know what reached the file, so the resume marker will say) and the helper stays
-// unusable: the writer logs a warning and carries on without it.
+// HSM on the loop's side), the write timeout, failure and recovery, the reserved space.
+// It hands over only batches made of caller records, only while a file is open, and
+// only once the worker has said it is ready; anything else it builds and writes itself.
+// A job says how many bytes it may take (`limit`: where a zero fill of reserved space
+// begins); a batch that would take more is answered `over` and not written. An event the
+// structured clone cannot carry (a function, a throwing getter) or the worker cannot
+// serialize is answered `unserializable`, nothing written: the writer builds that batch
+// on the loop, where a bad event is refused alone. An I/O error comes back as an answer
+// (`error`: the errno name, and the bytes written before it) and the batch fails closed
+// as any failed write does. If the thread dies, its jobs fail (the writer fails them
+// closed: it cannot know what reached the file, so the resume marker will say) and the
+// helper stays unusable: the writer logs a warning and carries on without it.
 
 import { Worker } from 'node:worker_threads';
-import { packBatch } from './chain-batch.js';
-import type { BodySegments } from './canonical.js';
 
 export interface WriteJob {
   id: number;
   fd: number;
-  /** packBatch of the records' bodies. */
-  packed: string;
+  /** Each record: its body serialized by the loop (packBody), or the caller's event to serialize there. */
+  records: readonly (string | object)[];
   /** The first record's seq, the batch's timestamp and the previous record's hash. */
   seq: number;
   ts: string;
   prev: string;
   /** File offset the batch is written at. */
   position: number;
+  /** Most bytes the batch may take at `position`, or -1 for no limit. */
+  limit: number;
 }
 
-export type WriteAnswer = { id: number; hash: string; bytes: number } | { id: number; error: string };
+export type WriteAnswer =
+  | { id: number; hash: string; bytes: number }
+  | { id: number; over: number }
+  | { id: number; unserializable: true }
+  | { id: number; error: string; written: number };
 
-export interface WriteResult {
-  /** The last record's hash. */
-  hash: string;
-  bytes: number;
-}
+/** What a job came to: written (with the new head), or not written and why. */
+export type WriteOutcome =
+  | { kind: 'written'; hash: string; bytes: number }
+  /** Would take `bytes`, more than the job's limit: nothing written. */
+  | { kind: 'over'; bytes: number }
+  /** An event could not be carried or serialized by the worker: nothing written. */
+  | { kind: 'unserializable' };
 
 interface Waiting {
-  resolve: (r: WriteResult) => void;
+  resolve: (r: WriteOutcome) => void;
   reject: (err: Error) => void;
 }
 
-function failure(code: string, message: string): Error {
-  return Object.assign(new Error(message), { code });
+function failure(code: string, message: string, written?: number): Error {
+  return Object.assign(new Error(message), { code }, written !== undefined ? { written } : {});
 }
 
 /** The worker module next to this one (.ts when this file runs from source, as under tap). */
@@ -82,8 +97,10 @@ export class AuditWriteOffload {
       const w = this.#waiting.get(m.id);
       if (!w) return;
       this.#waiting.delete(m.id);
-      if ('error' in m) w.reject(failure(m.error, `audit write failed (${m.error})`));
-      else w.resolve({ hash: m.hash, bytes: m.bytes });
+      if ('error' in m) w.reject(failure(m.error, `audit write failed (${m.error})`, m.written));
+      else if ('over' in m) w.resolve({ kind: 'over', bytes: m.over });
+      else if ('unserializable' in m) w.resolve({ kind: 'unserializable' });
+      else w.resolve({ kind: 'written', hash: m.hash, bytes: m.bytes });
     });
     const die = (why: unknown): void => {
       if (this.#dead) return;
@@ -117,25 +134,34 @@ export class AuditWriteOffload {
   }
 
   /**
-   * Chain `bodies` as records seq, seq+1, … after `prev` (all stamped `ts`) and write
-   * them to `fd` at offset `position`; the caller keeps `fd` open until this settles.
-   * Resolves with the new head's hash once the write has returned; rejects with the
-   * errno name as `code`.
+   * Serialize what `records` still holds as events, chain them as records seq, seq+1, …
+   * after `prev` (all stamped
+   * `ts`), then write them to `fd` at offset `position` unless they take more than
+   * `limit` bytes (-1: no limit); the caller keeps `fd` open until this settles.
+   * Resolves with the outcome once the write has returned; rejects with the errno name
+   * as `code` (and `written`, the bytes that reached the file before the error).
    */
   write(
     fd: number,
-    bodies: readonly BodySegments[],
+    records: readonly (string | object)[],
     seq: number,
     ts: string,
     prev: string,
     position: number,
-  ): Promise<WriteResult> {
+    limit = -1,
+  ): Promise<WriteOutcome> {
     if (!this.usable) return Promise.reject(failure('WORKER', 'audit write worker unavailable'));
     const id = this.#nextId++;
-    const job: WriteJob = { id, fd, packed: packBatch(bodies), seq, ts, prev, position };
-    return new Promise<WriteResult>((resolve, reject) => {
-      this.#waiting.set(id, { resolve, reject });
+    const job: WriteJob = { id, fd, records, seq, ts, prev, position, limit };
+    try {
+      // Throws DataCloneError for what the structured clone cannot carry, or whatever a
+      // getter throws: nothing was sent.
       this.#worker.postMessage(job);
+    } catch {
+      return Promise.resolve({ kind: 'unserializable' });
+    }
+    return new Promise<WriteOutcome>((resolve, reject) => {
+      this.#waiting.set(id, { resolve, reject });
     });
   }
 

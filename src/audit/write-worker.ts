@@ -1,28 +1,48 @@
-// The audit write worker's thread (started by write-offload.ts): chains a packed batch
-// of caller records and writes it at the offset it is given to the audit file's
-// descriptor, which the writer opened O_DSYNC, so the write returns once the batch is
-// durable. One job at a time,
-// in order; the writer sends the next only after this one's answer.
+// The audit write worker's thread (started by write-offload.ts): takes a batch of caller
+// records, each serialized by the loop (packBody) or an event to serialize here with
+// eventSegments, chains them and writes them at the offset it is
+// given to the audit file's descriptor, which the writer opened O_DSYNC, so the write
+// returns once the batch is durable. One job at a time, in order; the writer sends the
+// next only after this one's answer.
 //
-// Every answer carries the job's id: `{ id, hash, bytes }`, or `{ id, error }` with the
-// errno name of a failed write (errorKind, as the writer reports any failed write). An exception here is a bug and ends the thread; the
-// writer then fails that batch closed and builds later batches itself.
+// Every answer carries the job's id: `{ id, hash, bytes }` once written; `{ id, over }`
+// when the batch would take more than the job's limit (nothing written); `{ id,
+// unserializable }` when an event cannot be serialized (nothing written); `{ id, error,
+// written }` with the errno name of a failed write (errorKind, as the writer reports any
+// failed write) and the bytes written before it. Any other exception here is a bug and
+// ends the thread; the writer then fails that batch closed and builds later batches
+// itself.
 
 import { writeSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
-import { chainBatch, unpackBatch } from './chain-batch.js';
+import type { BodySegments } from './canonical.js';
+import { chainBatch, unpackBody } from './chain-batch.js';
 import { errorKind } from './errors.js';
+import { eventSegments } from './record.js';
 import type { WriteJob, WriteAnswer } from './write-offload.js';
 
 const port = parentPort;
 if (!port) throw new Error('write-worker.ts runs as a worker thread');
 
 port.on('message', (job: WriteJob) => {
-  const batch = chainBatch(unpackBatch(job.packed), job.seq, job.ts, job.prev);
-  const buf = Buffer.from(batch.text, 'utf8');
-  let answer: WriteAnswer;
+  // Only the writer posts here: a malformed job is a bug, and ends the thread.
+  if (!Array.isArray(job.records)) throw new TypeError('audit: a write job without records');
+  let bodies: BodySegments[];
   try {
-    let off = 0;
+    bodies = job.records.map((r) => (typeof r === 'string' ? unpackBody(r) : eventSegments(r)));
+  } catch {
+    port.postMessage({ id: job.id, unserializable: true } satisfies WriteAnswer);
+    return;
+  }
+  const batch = chainBatch(bodies, job.seq, job.ts, job.prev);
+  const buf = Buffer.from(batch.text, 'utf8');
+  if (job.limit >= 0 && buf.length > job.limit) {
+    port.postMessage({ id: job.id, over: buf.length } satisfies WriteAnswer);
+    return;
+  }
+  let answer: WriteAnswer;
+  let off = 0;
+  try {
     while (off < buf.length) {
       const n = writeSync(job.fd, buf, off, buf.length - off, job.position + off);
       if (n <= 0) throw Object.assign(new Error('short write'), { code: 'EIO' });
@@ -30,7 +50,7 @@ port.on('message', (job: WriteJob) => {
     }
     answer = { id: job.id, hash: batch.hash, bytes: buf.length };
   } catch (err) {
-    answer = { id: job.id, error: errorKind(err) };
+    answer = { id: job.id, error: errorKind(err), written: off };
   }
   port.postMessage(answer);
 });

@@ -58,8 +58,10 @@ import { bodySegments, chainLine, GENESIS_PREV, type BodySegments } from './cano
 import { AuditCodes, AuditError, auditUnavailable, errorKind } from './errors.js';
 import { auditFileName, findDiskHead } from './files.js';
 import { nodeAuditFs, type AuditFs } from './audit-fs.js';
-import { AuditWriteOffload } from './write-offload.js';
+import { packBody } from './chain-batch.js';
+import { AuditWriteOffload, type WriteOutcome } from './write-offload.js';
 import {
+  callerEventType,
   eventSegments,
   sanitizeValue,
   type AuditEvent,
@@ -151,7 +153,12 @@ export interface AuditStats {
 }
 
 /** A record to chain: a caller's body (already serialized), one of the writer's own, or a checkpoint. */
-type CallerEntry = { seg: BodySegments; caller: true };
+/**
+ * A caller's event, as appended, and its body when serialized at append (every event but
+ * those with item rows, which are serialized when their batch is built: on the helper
+ * thread, or here). See write-offload.ts.
+ */
+type CallerEntry = { event: unknown; seg: BodySegments | null; caller: true; reject?: (err: Error) => void };
 type Entry = CallerEntry | { body: Record<string, unknown> } | { checkpoint: AuditSigner; reason: string };
 
 /** An appended record waiting for its batch: itself the batch's entry, so nothing is copied per record. */
@@ -177,6 +184,12 @@ interface Head {
 }
 
 const noop = (): void => undefined;
+
+/** An event with item rows (a batch call's record): serialized when its batch is built. */
+function hasItemRows(event: unknown): boolean {
+  const details = (event as { details?: { items?: unknown } } | null)?.details;
+  return typeof details === 'object' && details !== null && Array.isArray(details.items);
+}
 
 /** How far past its records a file's first fill starts (at most a quarter of the reservation). */
 const RESERVE_GAP = 64 * 1024;
@@ -394,7 +407,9 @@ export class AuditWriter extends EventEmitter {
   /**
    * Record one event. Resolves once the record is durable; rejects with code
    * AUDIT_UNAVAILABLE when it cannot be (the caller must then refuse the request), or
-   * AUDIT_BAD_RECORD for an event that is not an object of a known type.
+   * AUDIT_BAD_RECORD for an event that is not an object of a known type. An event with
+   * item rows (`details.items`) is read when its batch is built, not here: do not change
+   * it after appending.
    */
   append(event: AuditEvent): Promise<void> {
     if (this.#closed) return Promise.reject(auditUnavailable('CLOSED', 'audit log is closed'));
@@ -405,14 +420,19 @@ export class AuditWriter extends EventEmitter {
         auditUnavailable(this.#stats.lastErrorKind ?? 'UNKNOWN', 'audit log unavailable'),
       );
     }
-    let seg: BodySegments;
+    let seg: BodySegments | null;
     try {
-      seg = eventSegments(event);
+      if (hasItemRows(event)) {
+        callerEventType(event);
+        seg = null;
+      } else {
+        seg = eventSegments(event);
+      }
     } catch (err) {
       return Promise.reject(err);
     }
     return new Promise<void>((resolve, reject) => {
-      this.#pending.push({ seg, caller: true, resolve, reject });
+      this.#pending.push({ event, seg, caller: true, resolve, reject });
       this.#kick();
     });
   }
@@ -588,8 +608,16 @@ export class AuditWriter extends EventEmitter {
           if (strictSign) throw auditUnavailable('SIGNER', 'audit signing key failed');
           continue;
         }
+      } else if ('caller' in e) {
+        try {
+          seg = e.seg ?? eventSegments(e.event);
+        } catch (err) {
+          // Only an event with a getter that throws gets here: refused alone.
+          e.reject?.(err as Error);
+          continue;
+        }
       } else {
-        seg = 'seg' in e ? e.seg : bodySegments(e.body);
+        seg = bodySegments(e.body);
       }
       seq += 1;
       const { hash, line } = chainLine(seg, seq, ts, prev);
@@ -710,27 +738,41 @@ export class AuditWriter extends EventEmitter {
     const seq = this.#head ? this.#head.seq + 1 : 0;
     const prev = this.#head ? this.#head.hash : GENESIS_PREV;
     const ts = this.#now().toISOString(); // one instant per batch, as #build
-    const bodies = entries.map((e) => e.seg);
+    const records = entries.map((e) => (e.seg ? packBody(e.seg) : (e.event as object)));
     const started = performance.now();
     const position = this.#fileBytes;
-    // The worker makes the bytes; this bounds them (UTF-8, the chain fields, the newline).
-    let bound = 0;
-    for (const b of bodies)
-      bound += 3 * (b[0].length + b[1].length + b[2].length + b[3].length + b[4].length) + 256;
-    this.#writeEnd = Math.max(this.#writeEnd, position + bound);
-    let res;
+    // Furthest byte the write may reach: the worker stops at a fill's start; without a
+    // fill in its way, unknown until it answers (an abandoned file is then not cut).
+    let reach = Infinity;
+    let out: WriteOutcome;
     try {
-      res = await this.#timed(async () => {
-        await this.#beforeWrite(position, bound);
-        return offload.write(fd, bodies, seq, ts, prev, position);
+      out = await this.#timed(async () => {
+        for (;;) {
+          const fill = this.#reserving;
+          const limit = fill ? Math.max(0, fill.from - position) : -1;
+          reach = limit < 0 ? Infinity : position + limit;
+          const o = await offload.write(fd, records, seq, ts, prev, position, limit);
+          if (o.kind !== 'over' || !fill) return o;
+          await fill.done; // the batch reaches space being filled: wait, then ask again
+        }
       });
     } catch (err) {
+      const written = (err as { written?: unknown }).written;
+      if (typeof written === 'number') reach = position + written;
+      this.#writeEnd = Math.max(this.#writeEnd, reach);
       this.#fail(err, entries.length);
       throw auditUnavailable(errorKind(err), `audit write failed (${errorKind(err)})`);
     }
+    if (out.kind !== 'written') {
+      // Nothing was written: build the batch here, where an event that cannot be
+      // serialized is refused alone.
+      await this.#writeRecords(await this.#build(entries, false));
+      return;
+    }
+    this.#writeEnd = Math.max(this.#writeEnd, position + out.bytes);
     this.#stats.offloadedBatches++;
-    const last = { seq: seq + entries.length - 1, hash: res.hash };
-    this.#written(entries.length, last, res.bytes, performance.now() - started, null);
+    const last = { seq: seq + entries.length - 1, hash: out.hash };
+    this.#written(entries.length, last, out.bytes, performance.now() - started, null);
   }
 
   /**

@@ -1,48 +1,62 @@
-// The audit writer's helper thread: batches of caller records chained and written off
-// the event loop, byte for byte as the writer would itself; I/O errors answered, a dead
-// thread failing its jobs, and the writer carrying on without it.
+// The audit writer's helper thread: batches of caller events serialized, chained and
+// written off the event loop, byte for byte as the writer would itself; the byte limit
+// of reserved space; events it cannot carry; I/O errors answered, a dead thread failing
+// its jobs, and the writer carrying on without it.
 import t from 'tap';
 import { closeSync, openSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { bodySegments, chainLine, GENESIS_PREV, type BodySegments } from '../../src/audit/canonical.js';
-import { chainBatch, packBatch, unpackBatch } from '../../src/audit/chain-batch.js';
-import { eventSegments } from '../../src/audit/record.js';
+import { GENESIS_PREV } from '../../src/audit/canonical.js';
+import { chainBatch, packBody, unpackBody } from '../../src/audit/chain-batch.js';
+import { eventSegments, type RequestEvent } from '../../src/audit/record.js';
 import { verifyAuditDir } from '../../src/audit/verify.js';
 import { AuditWriteOffload } from '../../src/audit/write-offload.js';
 import { auditFiles, FaultyFs, openWriter, readRecords, request, tempDir } from './fixtures.js';
 
 const TS = '2026-12-01T00:00:00.000Z';
 
-const bodies: BodySegments[] = [
-  eventSegments(request(0)),
-  eventSegments(request(1, { context: { reason: 'r' }, details: { envelope: 'ab' } })),
-  bodySegments({ type: 'x' }),
-  bodySegments({ a: 1, i: 2, q: 3, sf: 4, u: 5, type: 'all' }),
-  bodySegments({ z: 'é\u2028"', type: 'late' }),
+class Tagged {
+  constructor(readonly tag: string) {}
+}
+
+/** Events of every shape the serializer treats specially: the worker must write what the loop would. */
+const events: object[] = [
+  request(0),
+  request(1, { context: { reason: 'r', upstreamRequestId: 'u-1' }, details: { envelope: 'ab' } }),
+  { type: 'key-job', job: 'rotate', key: { name: 'k', version: 3 }, status: 'succeeded' },
+  {
+    type: 'reload',
+    what: 'policy',
+    ok: false,
+    code: 'BAD',
+    details: {
+      when: new Date(0),
+      blob: Buffer.from('secret bytes'),
+      pin: '1234',
+      nested: [1, -0, NaN, null, undefined, 'é\u2028"', [[{ deep: { deeper: { deepest: { x: 1 } } } }]]],
+      tagged: new Tagged('t'),
+      map: new Map([['a', 1]]),
+      big: 10n,
+      long: 'x'.repeat(2000),
+    },
+  },
+  { type: 'quorum', action: 'approved', quorumId: 'q', op: 'DeleteKey', approvals: 1, required: 2 },
+];
+/** What the loop would write for `records` (loop-serialized bodies, or events). */
+const expected = (records: (string | object)[], seq: number, prev: string) =>
+  chainBatch(
+    records.map((r) => (typeof r === 'string' ? unpackBody(r) : eventSegments(r))),
+    seq,
+    TS,
+    prev,
+  );
+/** A batch as the writer hands it over: the unary records serialized, the rest as events. */
+const mixed: (string | object)[] = [
+  packBody(eventSegments(request(50))),
+  ...events,
+  packBody(eventSegments(request(51))),
 ];
 
-t.test('a packed batch unpacks to the same bodies', async (t) => {
-  t.same(unpackBatch(packBatch(bodies)), bodies);
-  t.same(unpackBatch(packBatch([])), []);
-  t.same(unpackBatch(packBatch([bodies[2]!])), [bodies[2]]);
-  t.throws(() => unpackBatch('a\u001fb'), TypeError, 'too few segments');
-});
-
-t.test('chainBatch makes the lines chainLine makes, in order', async (t) => {
-  const prev = 'c'.repeat(64);
-  const b = chainBatch(bodies, 7, TS, prev);
-  let text = '';
-  let hash = prev;
-  bodies.forEach((s, i) => {
-    const r = chainLine(s, 7 + i, TS, hash);
-    hash = r.hash;
-    text += r.line + '\n';
-  });
-  t.same(b, { text, hash });
-  t.same(chainBatch([], 0, TS, GENESIS_PREV), { text: '', hash: GENESIS_PREV });
-});
-
-t.test('the worker writes the chained batch at its offset and answers the head', async (t) => {
+t.test('the worker serializes, chains and writes at its offset, as the loop would', async (t) => {
   const dir = tempDir(t);
   const o = new AuditWriteOffload();
   t.teardown(() => o.close());
@@ -53,21 +67,73 @@ t.test('the worker writes the chained batch at its offset and answers the head',
   writeFileSync(path, Buffer.alloc(64 * 1024));
   const fd = openSync(path, 'r+');
   t.teardown(() => closeSync(fd));
-  const want = chainBatch(bodies, 0, TS, GENESIS_PREV);
-  const res = await o.write(fd, bodies, 0, TS, GENESIS_PREV, 0);
-  t.same(res, { hash: want.hash, bytes: Buffer.byteLength(want.text) });
-  const next = chainBatch(bodies.slice(0, 2), 5, TS, want.hash);
-  await o.write(fd, bodies.slice(0, 2), 5, TS, want.hash, res.bytes);
+  const want = expected(mixed, 0, GENESIS_PREV);
+  const res = await o.write(fd, mixed, 0, TS, GENESIS_PREV, 0);
+  t.same(res, { kind: 'written', hash: want.hash, bytes: Buffer.byteLength(want.text) });
+  const next = expected(events.slice(0, 2), 5, want.hash);
+  const bytes = Buffer.byteLength(want.text);
+  await o.write(fd, events.slice(0, 2), 5, TS, want.hash, bytes);
   const data = readFileSync(path);
   t.equal(data.length, 64 * 1024, 'written inside the reserved space');
-  const end = res.bytes + Buffer.byteLength(next.text);
-  t.equal(data.subarray(0, end).toString('utf8'), want.text + next.text, 'in order, each at its offset');
+  const end = bytes + Buffer.byteLength(next.text);
+  t.equal(data.subarray(0, end).toString('utf8'), want.text + next.text, 'byte for byte, each at its offset');
   t.ok(
     data.subarray(end).every((b) => b === 0),
     'the rest still zeros',
   );
   t.equal(o.inflight, 0);
 });
+
+t.test('a packed body unpacks to the same segments', async (t) => {
+  for (const e of events) {
+    const seg = eventSegments(e);
+    t.same(unpackBody(packBody(seg)), seg);
+  }
+  t.throws(() => unpackBody('a\u001fb'), TypeError, 'too few segments');
+});
+
+t.test('a batch larger than its limit is not written', async (t) => {
+  const dir = tempDir(t);
+  const o = new AuditWriteOffload();
+  t.teardown(() => o.close());
+  await o.ready();
+  const path = join(dir, 'f');
+  const fd = openSync(path, 'w');
+  t.teardown(() => closeSync(fd));
+  const size = Buffer.byteLength(expected(events, 0, GENESIS_PREV).text);
+  t.same(await o.write(fd, events, 0, TS, GENESIS_PREV, 0, size - 1), { kind: 'over', bytes: size });
+  t.equal(readFileSync(path).length, 0, 'nothing written');
+  t.equal(
+    (await o.write(fd, events, 0, TS, GENESIS_PREV, 0, size)).kind,
+    'written',
+    'exactly the limit fits',
+  );
+});
+
+t.test(
+  'an event the structured clone cannot carry is answered unserializable, nothing written',
+  async (t) => {
+    const dir = tempDir(t);
+    const o = new AuditWriteOffload();
+    t.teardown(() => o.close());
+    await o.ready();
+    const path = join(dir, 'f');
+    const fd = openSync(path, 'w');
+    t.teardown(() => closeSync(fd));
+    const withFn = request(7, { details: { cb: (() => 1) as unknown as string } });
+    t.same(await o.write(fd, [request(6), withFn], 0, TS, GENESIS_PREV, 0), { kind: 'unserializable' });
+    const throwing = { ...request(8) };
+    Object.defineProperty(throwing, 'peer', {
+      enumerable: true,
+      get: () => {
+        throw new Error('getter');
+      },
+    });
+    t.same(await o.write(fd, [throwing], 0, TS, GENESIS_PREV, 0), { kind: 'unserializable' });
+    t.equal(readFileSync(path).length, 0, 'nothing written');
+    t.equal(o.usable, true, 'still usable');
+  },
+);
 
 t.test('an I/O error is an answer with the errno name; the worker stays usable', async (t) => {
   const dir = tempDir(t);
@@ -78,11 +144,12 @@ t.test('an I/O error is an answer with the errno name; the worker stays usable',
   closeSync(openSync(path, 'w'));
   const ro = openSync(path, 'r');
   t.teardown(() => closeSync(ro));
-  await t.rejects(o.write(ro, bodies, 0, TS, GENESIS_PREV, 0), { code: 'EBADF' });
+  await t.rejects(o.write(ro, events, 0, TS, GENESIS_PREV, 0), { code: 'EBADF', written: 0 });
   t.equal(o.usable, true);
-  const fd = openSync(join(dir, 'ok'), 'a');
+  const fd = openSync(join(dir, 'ok'), 'w');
   t.teardown(() => closeSync(fd));
-  t.ok((await o.write(fd, bodies, 0, TS, GENESIS_PREV, 0)).bytes > 0, 'next job fine');
+  const res = await o.write(fd, events, 0, TS, GENESIS_PREV, 0);
+  t.ok(res.kind === 'written' && res.bytes > 0, 'next job fine');
 });
 
 t.test('a worker that dies fails its job and refuses new ones', async (t) => {
@@ -90,14 +157,13 @@ t.test('a worker that dies fails its job and refuses new ones', async (t) => {
   const failures: string[] = [];
   const o = new AuditWriteOffload((why) => failures.push(why));
   await o.ready();
-  const fd = openSync(join(dir, 'f'), 'a');
+  const fd = openSync(join(dir, 'f'), 'w');
   t.teardown(() => closeSync(fd));
-  // A segment holding the separator cannot come from the serializer; here it makes the
-  // worker's unpacking throw, which ends the thread, as any bug there would.
-  const bad: BodySegments = ['"a":"\u001f"', '', '', '', '"type":"x"'];
-  await t.rejects(o.write(fd, [bad], 0, TS, GENESIS_PREV, 0), { code: 'WORKER' });
+  // A job the worker cannot read (no events array) makes it throw, which ends the
+  // thread, as any bug there would.
+  await t.rejects(o.write(fd, null as unknown as object[], 0, TS, GENESIS_PREV, 0), { code: 'WORKER' });
   t.equal(o.usable, false);
-  await t.rejects(o.write(fd, bodies, 0, TS, GENESIS_PREV, 0), { code: 'WORKER' });
+  await t.rejects(o.write(fd, events, 0, TS, GENESIS_PREV, 0), { code: 'WORKER' });
   t.equal(readFileSync(join(dir, 'f'), 'utf8'), '', 'nothing written');
   await o.close();
   t.same(failures, ['error'], 'reported once, as a failure');
@@ -110,7 +176,7 @@ t.test('close stops the worker', async (t) => {
   await o.close();
   t.same(failures, [], 'a close is not a failure');
   t.equal(o.usable, false);
-  await t.rejects(o.write(1, bodies, 0, TS, GENESIS_PREV, 0), { code: 'WORKER' });
+  await t.rejects(o.write(1, events, 0, TS, GENESIS_PREV, 0), { code: 'WORKER' });
 });
 
 /** Appends `n` records in bursts of `burst`, all at once within a burst. */
@@ -153,6 +219,67 @@ t.test('the default writer hands caller batches to the worker; the chain verifie
   t.ok(w2.stats().checkpoints >= 5, `${w2.stats().checkpoints} checkpoints`);
   await w2.close();
 });
+
+t.test(
+  'a batch the worker cannot take is built on the loop; a throwing event is refused alone',
+  async (t) => {
+    const dir = tempDir(t);
+    const w = await openWriter(dir);
+    await w.offloadReady();
+    await appendBursts(w, 20, 10);
+    const before = w.stats().offloadedBatches;
+    t.ok(before > 0, 'offloading');
+    const fn = (() => 1) as unknown as string;
+    /** A record with item rows: handed over as an event, not serialized at append. */
+    const rows = (i: number, row: Record<string, unknown>) =>
+      request(i, { details: { items: [row as Record<string, string>], itemCount: 1 } });
+    // A function cannot be cloned: the batch is written by the loop, the sanitizer drops it.
+    await Promise.all([
+      w.append(request(99)),
+      w.append(rows(100, { i: 0, code: 'OK', cb: fn })),
+      w.append(request(101)),
+    ]);
+    t.equal(w.stats().offloadedBatches, before, 'that batch was not offloaded');
+    const rec = readRecords(dir).find((r) => r.requestId === 'req-100')!;
+    t.same(rec.details, { itemCount: 1, items: [{ code: 'OK', i: 0 }] }, 'the function is not in the record');
+    // A getter that throws: its append is refused, the others of its batch are written;
+    // at append for a record serialized there, when its batch is built for one with rows.
+    const throwing = (ev: object): object => {
+      const e = { ...ev };
+      Object.defineProperty(e, 'peer', {
+        enumerable: true,
+        get: () => {
+          throw new Error('getter');
+        },
+      });
+      return e;
+    };
+    for (const [name, bad] of [
+      ['unary', throwing(request(200))],
+      ['with rows', throwing(rows(200, { i: 0, code: 'OK' }))],
+    ] as const) {
+      const results = await Promise.allSettled([
+        w.append(request(199)),
+        w.append(bad as RequestEvent),
+        w.append(request(201)),
+      ]);
+      t.same(
+        results.map((r) => r.status),
+        ['fulfilled', 'rejected', 'fulfilled'],
+        name,
+      );
+    }
+    t.ok(w.healthy(), 'still healthy');
+    await appendBursts(w, 20, 10, 300);
+    t.ok(w.stats().offloadedBatches > before, 'offloading again');
+    await w.close();
+    const ids = readRecords(dir)
+      .filter((r) => r.type === 'request')
+      .map((r) => r.requestId);
+    t.ok(ids.includes('req-199') && ids.includes('req-201') && !ids.includes('req-200'));
+    t.ok((await verifyAuditDir(dir)).ok);
+  },
+);
 
 t.test('an injected file system, or offload: false, keeps every batch on the event loop', async (t) => {
   for (const opts of [{ fs: new FaultyFs() }, { offload: false }]) {
