@@ -152,13 +152,13 @@ export interface AuditStats {
   head: { seq: number; hash: string } | null;
 }
 
-/** A record to chain: a caller's body (already serialized), one of the writer's own, or a checkpoint. */
 /**
  * A caller's event, as appended, and its body when serialized at append (every event but
  * those with item rows, which are serialized when their batch is built: on the helper
  * thread, or here). See write-offload.ts.
  */
 type CallerEntry = { event: unknown; seg: BodySegments | null; caller: true; reject?: (err: Error) => void };
+/** A record to chain: a caller's, one of the writer's own, or a checkpoint. */
 type Entry = CallerEntry | { body: Record<string, unknown> } | { checkpoint: AuditSigner; reason: string };
 
 /** An appended record waiting for its batch: itself the batch's entry, so nothing is copied per record. */

@@ -2,7 +2,7 @@
 // written off the event loop, byte for byte as the writer would itself; the byte limit
 // of reserved space; events it cannot carry; I/O errors answered, a dead thread failing
 // its jobs, and the writer carrying on without it.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { closeSync, openSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GENESIS_PREV } from '../../src/audit/canonical.js';
@@ -92,14 +92,19 @@ t.test('a packed body unpacks to the same segments', async (t) => {
   t.throws(() => unpackBody('a\u001fb'), TypeError, 'too few segments');
 });
 
-t.test('a batch larger than its limit is not written', async (t) => {
-  const dir = tempDir(t);
+/** A ready helper and an empty file open for writing, both closed at teardown. */
+async function helperAndFile(t: Test): Promise<{ o: AuditWriteOffload; path: string; fd: number }> {
   const o = new AuditWriteOffload();
   t.teardown(() => o.close());
   await o.ready();
-  const path = join(dir, 'f');
+  const path = join(tempDir(t), 'f');
   const fd = openSync(path, 'w');
   t.teardown(() => closeSync(fd));
+  return { o, path, fd };
+}
+
+t.test('a batch larger than its limit is not written', async (t) => {
+  const { o, path, fd } = await helperAndFile(t);
   const size = Buffer.byteLength(expected(events, 0, GENESIS_PREV).text);
   t.same(await o.write(fd, events, 0, TS, GENESIS_PREV, 0, size - 1), { kind: 'over', bytes: size });
   t.equal(readFileSync(path).length, 0, 'nothing written');
@@ -113,13 +118,7 @@ t.test('a batch larger than its limit is not written', async (t) => {
 t.test(
   'an event the structured clone cannot carry is answered unserializable, nothing written',
   async (t) => {
-    const dir = tempDir(t);
-    const o = new AuditWriteOffload();
-    t.teardown(() => o.close());
-    await o.ready();
-    const path = join(dir, 'f');
-    const fd = openSync(path, 'w');
-    t.teardown(() => closeSync(fd));
+    const { o, path, fd } = await helperAndFile(t);
     const withFn = request(7, { details: { cb: (() => 1) as unknown as string } });
     t.same(await o.write(fd, [request(6), withFn], 0, TS, GENESIS_PREV, 0), { kind: 'unserializable' });
     const throwing = { ...request(8) };
