@@ -237,10 +237,6 @@ export class AuditWriter extends EventEmitter {
   #reserveFailed = false;
   /** End of the furthest zero fill started on the current file, finished or not (what retiring cuts off). */
   #fillEnd = 0;
-  /** Furthest offset a write to the current file may have reached (what an abandoned file keeps). */
-  #writeEnd = 0;
-  /** Counts files opened: a zero fill that finishes after its file was left changes nothing. */
-  #fileGen = 0;
   /** Files left behind (rotation, failure) still being trimmed and closed: close() waits for them. */
   readonly #retiring = new Set<Promise<void>>();
 
@@ -661,7 +657,6 @@ export class AuditWriter extends EventEmitter {
     const started = performance.now();
     // A new file starts at 0; the current one continues after its records.
     const position = this.#fd === null ? 0 : this.#fileBytes;
-    if (this.#fd !== null) this.#writeEnd = Math.max(this.#writeEnd, position + buf.length);
     // The timed work touches only locals: if it times out and finishes later, it must not
     // install a descriptor or a file name into the writer's state.
     let opened: number | null = null;
@@ -687,12 +682,7 @@ export class AuditWriter extends EventEmitter {
         } else {
           await this.#beforeWrite(position, buf.length);
         }
-        let off = 0;
-        while (off < buf.length) {
-          const n = await this.#fs.write(target, buf, off, buf.length - off, position + off);
-          if (n <= 0) throw Object.assign(new Error('short write'), { code: 'EIO' });
-          off += n;
-        }
+        await this.#writeAll(target, buf, buf.length, position);
         if (!this.#fs.syncedWrites) await this.#fs.fsync(target);
         return target;
       });
@@ -710,7 +700,7 @@ export class AuditWriter extends EventEmitter {
           if ((await this.#fs.stat(path)).size === 0) await this.#fs.unlink(path);
         })
         .catch(noop);
-      this.#fail(err, records.filter((r) => r.caller).length);
+      this.#fail(err, records.filter((r) => r.caller).length, position + buf.length);
       throw auditUnavailable(errorKind(err), `audit write failed (${errorKind(err)})`);
     }
     if (createdName !== null) {
@@ -719,12 +709,10 @@ export class AuditWriter extends EventEmitter {
       this.#nextFileName = null;
       this.#fileBytes = 0;
       this.#fileOpenedAt = this.#now().getTime();
-      this.#fileGen++;
       this.#reservedEnd = 0;
       this.#reserving = null;
       this.#reserveFailed = false;
       this.#fillEnd = 0;
-      this.#writeEnd = buf.length;
     }
     const last = records[records.length - 1]!;
     this.#written(records.length, last, buf.length, performance.now() - started, records);
@@ -759,8 +747,7 @@ export class AuditWriter extends EventEmitter {
     } catch (err) {
       const written = (err as { written?: unknown }).written;
       if (typeof written === 'number') reach = position + written;
-      this.#writeEnd = Math.max(this.#writeEnd, reach);
-      this.#fail(err, entries.length);
+      this.#fail(err, entries.length, reach);
       throw auditUnavailable(errorKind(err), `audit write failed (${errorKind(err)})`);
     }
     if (out.kind !== 'written') {
@@ -769,7 +756,6 @@ export class AuditWriter extends EventEmitter {
       await this.#writeRecords(await this.#build(entries, false));
       return;
     }
-    this.#writeEnd = Math.max(this.#writeEnd, position + out.bytes);
     this.#stats.offloadedBatches++;
     const last = { seq: seq + entries.length - 1, hash: out.hash };
     this.#written(entries.length, last, out.bytes, performance.now() - started, null);
@@ -850,15 +836,16 @@ export class AuditWriter extends EventEmitter {
     // Rotation comes at maxFileBytes: space past it would only be cut off again.
     const to = Math.min(from + size, this.#o.maxFileBytes);
     if (to <= from) return;
-    const gen = this.#fileGen;
     this.#fillEnd = to;
+    // Still the current fill (a new file resets #reserving): only then does it count.
+    const current = (): boolean => this.#reserving?.done === done;
     const done: Promise<void> = this.#zeroFill(fd, from, to)
       .then(
         () => {
-          if (this.#fileGen === gen) this.#reservedEnd = to;
+          if (current()) this.#reservedEnd = to;
         },
         (err: unknown) => {
-          if (this.#fileGen !== gen) return;
+          if (!current()) return;
           this.#reserveFailed = true;
           this.#log?.warn(
             { audit: { kind: errorKind(err) } },
@@ -867,19 +854,26 @@ export class AuditWriter extends EventEmitter {
         },
       )
       .finally(() => {
-        if (this.#reserving?.done === done) this.#reserving = null;
+        if (current()) this.#reserving = null;
       });
     this.#reserving = { from, done };
   }
 
   async #zeroFill(fd: number, from: number, to: number): Promise<void> {
     const zeros = zeroBuffer();
-    for (let pos = from; pos < to;) {
-      const n = await this.#fs.write(fd, zeros, 0, Math.min(zeros.length, to - pos), pos);
-      if (n <= 0) throw Object.assign(new Error('short write'), { code: 'EIO' });
-      pos += n;
+    for (let pos = from; pos < to; pos += zeros.length) {
+      await this.#writeAll(fd, zeros, Math.min(zeros.length, to - pos), pos);
     }
     if (!this.#fs.syncedWrites) await this.#fs.fsync(fd);
+  }
+
+  /** Write `buf[0, length)` at `position`, through short writes; a write of nothing is EIO. */
+  async #writeAll(fd: number, buf: Buffer, length: number, position: number): Promise<void> {
+    for (let off = 0; off < length;) {
+      const n = await this.#fs.write(fd, buf, off, length - off, position + off);
+      if (n <= 0) throw Object.assign(new Error('short write'), { code: 'EIO' });
+      off += n;
+    }
   }
 
   /**
@@ -931,7 +925,8 @@ export class AuditWriter extends EventEmitter {
 
   // --- failure and recovery -------------------------------------------------------
 
-  #fail(err: unknown, failedRecords: number): void {
+  /** `reach`: the furthest byte of the current file the failed write may have touched. */
+  #fail(err: unknown, failedRecords: number, reach: number): void {
     const kind = errorKind(err);
     const s = this.#stats;
     s.failures++;
@@ -942,7 +937,7 @@ export class AuditWriter extends EventEmitter {
     this.#nextFileName = null;
     // The file is abandoned: close it only once the call that failed or hung has settled,
     // keeping every byte a write may have put there (evidence for the resume marker).
-    if (fd !== null) this.#retire(fd, this.#writeEnd);
+    if (fd !== null) this.#retire(fd, reach);
     if (this.#outage) {
       this.#outage.failedRecords += failedRecords;
     } else {
