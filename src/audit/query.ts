@@ -7,7 +7,7 @@ import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { listAuditDir, parseRecordLine } from './files.js';
+import { fileExtent, listAuditDir, parseRecordLine } from './files.js';
 import type { AuditRecord } from './record.js';
 
 async function* recordsOf(dir: string, name: string): AsyncGenerator<AuditRecord> {
@@ -28,9 +28,8 @@ export async function* tailAudit(dir: string, n: number): AsyncGenerator<AuditRe
   let have = 0;
   for (let i = files.length - 1; i >= 0 && have < n; i--) {
     const data = await readFile(join(dir, files[i]!.name));
-    const nul = data.indexOf(0);
     const recs = data
-      .subarray(0, nul < 0 ? data.length : nul)
+      .subarray(0, fileExtent(data).complete)
       .toString('utf8')
       .split('\n')
       .map((l) => parseRecordLine(l))
