@@ -22,6 +22,25 @@ async function until(cond: () => boolean, ms = 5000): Promise<void> {
   }
 }
 
+/** nodeAuditFs whose fills (writes of all-zero buffers) go through `onFill` first. */
+function fillsThrough(onFill: () => Promise<void>): AuditFs {
+  return {
+    ...nodeAuditFs,
+    async write(fd, buf, offset, length, position) {
+      if (buf.subarray(offset, offset + length).every((x) => x === 0)) await onFill();
+      return nodeAuditFs.write(fd, buf, offset, length, position);
+    },
+  };
+}
+
+/** A live writer with one request record and its reserved space filled; it is never closed cleanly (a crash). */
+async function crashedWithReserve(dir: string) {
+  const w = await openWriter(dir, { reserveBytes: RESERVE });
+  await w.append(request(1));
+  await until(() => w.stats().reservedBytes > 0);
+  return { w, file: auditFiles(dir)[0]!, head: w.stats().head! };
+}
+
 async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
   const out: T[] = [];
   for await (const x of it) out.push(x);
@@ -111,12 +130,8 @@ t.test(
   'a crash leaves the zeros: the next start is unclean, declares nothing torn, and verifies',
   async (t) => {
     const dir = tempDir(t);
-    const w1 = await openWriter(dir, { reserveBytes: RESERVE });
-    await w1.append(request(1));
-    await until(() => w1.stats().reservedBytes > 0);
-    const file = auditFiles(dir)[0]!;
-    const head = w1.stats().head!;
     // no close: the process "dies" with its reserved space in place
+    const { w: w1, file, head } = await crashedWithReserve(dir);
     const w2 = await openWriter(dir, { reserveBytes: RESERVE });
     await w2.append(request(2));
     await w2.close();
@@ -135,11 +150,7 @@ t.test(
   'a hole in the last write (blocks that never reached the disk) is declared and verifies',
   async (t) => {
     const dir = tempDir(t);
-    const w1 = await openWriter(dir, { reserveBytes: RESERVE });
-    await w1.append(request(1));
-    await until(() => w1.stats().reservedBytes > 0);
-    const head = w1.stats().head!;
-    const file = auditFiles(dir)[0]!;
+    const { w: w1, file, head } = await crashedWithReserve(dir);
     const path = join(dir, file);
     const at = Buffer.byteLength(fileText(dir, file));
     // The last write's first 100 bytes are lost (still zeros); a later complete-looking
@@ -206,15 +217,8 @@ t.test('a fill that fails means appending: records stay durable, a warning says 
   const dir = tempDir(t);
   const warnings: string[] = [];
   const logger = { info() {}, warn: (_o: object, m?: string) => warnings.push(m ?? ''), error() {} };
-  // ENOSPC for the fills only (all-zero buffers), as when the disk has no room ahead.
-  const fs: AuditFs = {
-    ...nodeAuditFs,
-    async write(fd, buf, offset, length, position) {
-      if (buf.subarray(offset, offset + length).every((x) => x === 0))
-        throw Object.assign(new Error('injected'), { code: 'ENOSPC' });
-      return nodeAuditFs.write(fd, buf, offset, length, position);
-    },
-  };
+  // ENOSPC for the fills only, as when the disk has no room ahead.
+  const fs = fillsThrough(() => Promise.reject(Object.assign(new Error('injected'), { code: 'ENOSPC' })));
   const w = await openWriter(dir, { fs, reserveBytes: RESERVE, logger });
   for (let i = 0; i < 5; i++) await w.append(request(i));
   t.ok(w.healthy(), 'still healthy');
@@ -231,15 +235,8 @@ t.test(
     const dir = tempDir(t);
     let hang = false;
     const released: (() => void)[] = [];
-    // Fills (all-zero buffers) hang while `hang` is set, as on a disk that stops answering.
-    const fs: AuditFs = {
-      ...nodeAuditFs,
-      async write(fd, buf, offset, length, position) {
-        if (hang && buf.subarray(offset, offset + length).every((x) => x === 0))
-          await new Promise<void>((r) => released.push(r));
-        return nodeAuditFs.write(fd, buf, offset, length, position);
-      },
-    };
+    // Fills hang while `hang` is set, as on a disk that stops answering.
+    const fs = fillsThrough(() => (hang ? new Promise<void>((r) => released.push(r)) : Promise.resolve()));
     const w = await openWriter(dir, { fs, reserveBytes: 8192, writeTimeoutMs: 200 });
     await until(() => w.stats().reservedBytes > 0);
     hang = true;
