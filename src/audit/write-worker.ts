@@ -1,24 +1,20 @@
 // The audit write worker's thread (started by write-offload.ts): takes a batch of caller
-// records, each serialized by the loop (packBody) or an event to serialize here with
-// eventSegments, chains them and writes them at the offset it is
-// given to the audit file's descriptor, which the writer opened O_DSYNC, so the write
-// returns once the batch is durable. One job at a time, in order; the writer sends the
-// next only after this one's answer.
+// records, each serialized by the loop (packBody), chains them and writes them at the
+// offset it is given to the audit file's descriptor, which the writer opened O_DSYNC, so
+// the write returns once the batch is durable. One job at a time, in order; the writer
+// sends the next only after this one's answer.
 //
 // Every answer carries the job's id: `{ id, hash, bytes }` once written; `{ id, over }`
-// when the batch would take more than the job's limit (nothing written); `{ id,
-// unserializable }` when an event cannot be serialized (nothing written); `{ id, error,
+// when the batch would take more than the job's limit (nothing written); `{ id, error,
 // written }` with the errno name of a failed write (errorKind, as the writer reports any
-// failed write) and the bytes written before it. Any other exception here is a bug and
-// ends the thread; the writer then fails that batch closed and builds later batches
-// itself.
+// failed write) and the bytes written before it. Any other exception here (a job that is
+// not what the writer sends) is a bug and ends the thread; the writer then fails that
+// batch closed and builds later batches itself.
 
 import { writeSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
-import type { BodySegments } from './canonical.js';
 import { chainBatch, unpackBody } from './chain-batch.js';
 import { errorKind } from './errors.js';
-import { eventSegments } from './record.js';
 import type { WriteJob, WriteAnswer } from './write-offload.js';
 
 const port = parentPort;
@@ -27,14 +23,7 @@ if (!port) throw new Error('write-worker.ts runs as a worker thread');
 port.on('message', (job: WriteJob) => {
   // Only the writer posts here: a malformed job is a bug, and ends the thread.
   if (!Array.isArray(job.records)) throw new TypeError('audit: a write job without records');
-  let bodies: BodySegments[];
-  try {
-    bodies = job.records.map((r) => (typeof r === 'string' ? unpackBody(r) : eventSegments(r)));
-  } catch {
-    port.postMessage({ id: job.id, unserializable: true } satisfies WriteAnswer);
-    return;
-  }
-  const batch = chainBatch(bodies, job.seq, job.ts, job.prev);
+  const batch = chainBatch(job.records.map(unpackBody), job.seq, job.ts, job.prev);
   const buf = Buffer.from(batch.text, 'utf8');
   if (job.limit >= 0 && buf.length > job.limit) {
     port.postMessage({ id: job.id, over: buf.length } satisfies WriteAnswer);

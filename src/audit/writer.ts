@@ -61,7 +61,6 @@ import { nodeAuditFs, type AuditFs } from './audit-fs.js';
 import { packBody } from './chain-batch.js';
 import { AuditWriteOffload, type WriteOutcome } from './write-offload.js';
 import {
-  callerEventType,
   eventSegments,
   sanitizeValue,
   type AuditEvent,
@@ -152,12 +151,8 @@ export interface AuditStats {
   head: { seq: number; hash: string } | null;
 }
 
-/**
- * A caller's event, as appended, and its body when serialized at append (every event but
- * those with item rows, which are serialized when their batch is built: on the helper
- * thread, or here). See write-offload.ts.
- */
-type CallerEntry = { event: unknown; seg: BodySegments | null; caller: true; reject?: (err: Error) => void };
+/** A caller's record: its body, serialized at append. */
+type CallerEntry = { seg: BodySegments; caller: true };
 /** A record to chain: a caller's, one of the writer's own, or a checkpoint. */
 type Entry = CallerEntry | { body: Record<string, unknown> } | { checkpoint: AuditSigner; reason: string };
 
@@ -184,12 +179,6 @@ interface Head {
 }
 
 const noop = (): void => undefined;
-
-/** An event with item rows (a batch call's record): serialized when its batch is built. */
-function hasItemRows(event: unknown): boolean {
-  const details = (event as { details?: { items?: unknown } } | null)?.details;
-  return typeof details === 'object' && details !== null && Array.isArray(details.items);
-}
 
 /** How far past its records a file's first fill starts (at most a quarter of the reservation). */
 const RESERVE_GAP = 64 * 1024;
@@ -403,9 +392,8 @@ export class AuditWriter extends EventEmitter {
   /**
    * Record one event. Resolves once the record is durable; rejects with code
    * AUDIT_UNAVAILABLE when it cannot be (the caller must then refuse the request), or
-   * AUDIT_BAD_RECORD for an event that is not an object of a known type. An event with
-   * item rows (`details.items`) is read when its batch is built, not here: do not change
-   * it after appending.
+   * AUDIT_BAD_RECORD for an event that is not an object of a known type. The event is
+   * serialized here: changing it afterwards changes nothing.
    */
   append(event: AuditEvent): Promise<void> {
     if (this.#closed) return Promise.reject(auditUnavailable('CLOSED', 'audit log is closed'));
@@ -416,19 +404,14 @@ export class AuditWriter extends EventEmitter {
         auditUnavailable(this.#stats.lastErrorKind ?? 'UNKNOWN', 'audit log unavailable'),
       );
     }
-    let seg: BodySegments | null;
+    let seg: BodySegments;
     try {
-      if (hasItemRows(event)) {
-        callerEventType(event);
-        seg = null;
-      } else {
-        seg = eventSegments(event);
-      }
+      seg = eventSegments(event);
     } catch (err) {
       return Promise.reject(err);
     }
     return new Promise<void>((resolve, reject) => {
-      this.#pending.push({ event, seg, caller: true, resolve, reject });
+      this.#pending.push({ seg, caller: true, resolve, reject });
       this.#kick();
     });
   }
@@ -604,16 +587,8 @@ export class AuditWriter extends EventEmitter {
           if (strictSign) throw auditUnavailable('SIGNER', 'audit signing key failed');
           continue;
         }
-      } else if ('caller' in e) {
-        try {
-          seg = e.seg ?? eventSegments(e.event);
-        } catch (err) {
-          // Only an event with a getter that throws gets here: refused alone.
-          e.reject?.(err as Error);
-          continue;
-        }
       } else {
-        seg = bodySegments(e.body);
+        seg = 'caller' in e ? e.seg : bodySegments(e.body);
       }
       seq += 1;
       const { hash, line } = chainLine(seg, seq, ts, prev);
@@ -726,13 +701,13 @@ export class AuditWriter extends EventEmitter {
     const seq = this.#head ? this.#head.seq + 1 : 0;
     const prev = this.#head ? this.#head.hash : GENESIS_PREV;
     const ts = this.#now().toISOString(); // one instant per batch, as #build
-    const records = entries.map((e) => (e.seg ? packBody(e.seg) : (e.event as object)));
+    const records = entries.map((e) => packBody(e.seg));
     const started = performance.now();
     const position = this.#fileBytes;
     // Furthest byte the write may reach: the worker stops at a fill's start; without a
     // fill in its way, unknown until it answers (an abandoned file is then not cut).
     let reach = Infinity;
-    let out: WriteOutcome;
+    let out: Extract<WriteOutcome, { kind: 'written' }>;
     try {
       out = await this.#timed(async () => {
         for (;;) {
@@ -740,7 +715,9 @@ export class AuditWriter extends EventEmitter {
           const limit = fill ? Math.max(0, fill.from - position) : -1;
           reach = limit < 0 ? Infinity : position + limit;
           const o = await offload.write(fd, records, seq, ts, prev, position, limit);
-          if (o.kind !== 'over' || !fill) return o;
+          if (o.kind === 'written') return o;
+          // Only a limit makes the helper answer 'over'.
+          if (!fill) throw Object.assign(new Error('audit helper: over without a limit'), { code: 'WORKER' });
           await fill.done; // the batch reaches space being filled: wait, then ask again
         }
       });
@@ -749,12 +726,6 @@ export class AuditWriter extends EventEmitter {
       if (typeof written === 'number') reach = position + written;
       this.#fail(err, entries.length, reach);
       throw auditUnavailable(errorKind(err), `audit write failed (${errorKind(err)})`);
-    }
-    if (out.kind !== 'written') {
-      // Nothing was written: build the batch here, where an event that cannot be
-      // serialized is refused alone.
-      await this.#writeRecords(await this.#build(entries, false));
-      return;
     }
     this.#stats.offloadedBatches++;
     const last = { seq: seq + entries.length - 1, hash: out.hash };
