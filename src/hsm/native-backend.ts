@@ -70,6 +70,30 @@ interface PendingOp {
   reject: (e: unknown) => void;
 }
 
+/**
+ * The addon's answer as result objects: a successful decrypt comes as its plaintext's
+ * length, and becomes `{ ok: true, plaintext }` with a view of the answer's `bytes`, made
+ * here because a Buffer and an object cost far less in JS than through Node-API.
+ */
+function unpackResults(raw: Awaited<ReturnType<RawHsm['submit']>>): RawItem[] {
+  const bytes = raw.bytes;
+  const out = new Array<RawItem>(raw.length);
+  let off = 0;
+  for (let i = 0; i < raw.length; i++) {
+    const r = raw[i]!;
+    if (typeof r === 'number') {
+      if (bytes === undefined || off + r > bytes.byteLength) {
+        throw new Error('the HSM module returned a plaintext length without its bytes');
+      }
+      out[i] = { ok: true, plaintext: Buffer.from(bytes, off, r) };
+      off += r;
+    } else {
+      out[i] = r;
+    }
+  }
+  return out;
+}
+
 /** Raw items to ItemResults; failed items become HsmErrors (made here, on the caller's await chain). */
 function toResults(raw: RawItem[], site: Error | undefined): ItemResult[] {
   const out = new Array<ItemResult>(raw.length);
@@ -163,7 +187,7 @@ export class NativeBackend implements HsmBackend {
     try {
       // Single ops (one per unary request) wait for the end of this event-loop turn and
       // cross into native code together: one submit and one completion for all of them.
-      raw = single ? [await this.coalesce(ops[0]!, timeoutMs)] : await this.raw.submit(ops, timeoutMs);
+      raw = single ? [await this.coalesce(ops[0]!, timeoutMs)] : await this.submitRaw(ops, timeoutMs);
     } catch (e) {
       throw wholeBatchError(e, site);
     }
@@ -239,12 +263,17 @@ export class NativeBackend implements HsmBackend {
     else this.submitGroup(group, timeoutMs);
   }
 
+  /** raw.submit (which throws at once for ops it refuses), its answer unpacked. */
+  private submitRaw(ops: Op[], timeoutMs: number | undefined): Promise<RawItem[]> {
+    return this.raw.submit(ops, timeoutMs).then(unpackResults);
+  }
+
   private submitGroup(group: PendingOp[], timeoutMs: number | undefined): void {
     const ops = new Array<Op>(group.length);
     for (let i = 0; i < group.length; i++) ops[i] = group[i]!.op;
     let promise;
     try {
-      promise = this.raw.submit(ops, timeoutMs);
+      promise = this.submitRaw(ops, timeoutMs);
     } catch {
       for (const p of group) this.submitAlone(p);
       return;
@@ -267,7 +296,7 @@ export class NativeBackend implements HsmBackend {
   private submitAlone(p: PendingOp): void {
     let promise;
     try {
-      promise = this.raw.submit([p.op], p.timeoutMs);
+      promise = this.submitRaw([p.op], p.timeoutMs);
     } catch (e) {
       p.reject(e);
       return;

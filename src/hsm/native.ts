@@ -15,7 +15,14 @@ export interface RawErrorItem {
 }
 
 export interface RawHsm {
-  submit(ops: unknown[], timeoutMs?: number): Promise<Array<Record<string, unknown> & { ok: boolean }>>;
+  /**
+   * One result per op, in order: an object, or for a successful decrypt the length of its
+   * plaintext, the plaintexts lying side by side in `bytes` (addon.cc ResultsToJs).
+   */
+  submit(
+    ops: unknown[],
+    timeoutMs?: number,
+  ): Promise<Array<(Record<string, unknown> & { ok: boolean }) | number> & { bytes?: ArrayBuffer }>;
   evictKey(ref: unknown): void;
   counters(): Record<string, unknown>;
   info(): { module: Record<string, unknown>; token: Record<string, unknown> };

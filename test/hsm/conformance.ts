@@ -183,6 +183,52 @@ export async function hsmConformance(t: TapTest, makeBackend: () => Promise<HsmB
     );
   });
 
+  await t.test('a batch mixing decrypts, failed decrypts and other ops: each result its own', async (t) => {
+    const pts = [32, 1, 100, 48, 32].map((len, i) => Buffer.alloc(len, i + 1));
+    const enc = (await hsm.batch(pts.map((p): Op => ({ op: 'encrypt', key: kek.ref, plaintext: p })))).map(
+      (r) => {
+        if (!r.ok) throw r.error;
+        return r as unknown as { iv: Buffer; ciphertext: Buffer };
+      },
+    );
+    const dec = (i: number, ciphertext = enc[i]!.ciphertext): Op => ({
+      op: 'decrypt',
+      key: kek.ref,
+      iv: enc[i]!.iv,
+      ciphertext,
+    });
+    const res = await hsm.batch([
+      dec(0),
+      { op: 'random', length: 8 },
+      dec(1, flip(enc[1]!.ciphertext, 0)),
+      dec(2),
+      { op: 'encrypt', key: kek.ref, plaintext: Buffer.alloc(5, 9) },
+      dec(3),
+      dec(4),
+    ]);
+    const plain = (i: number): Buffer => {
+      const r = res[i]!;
+      if (!r.ok) throw r.error;
+      return (r as unknown as { plaintext: Buffer }).plaintext;
+    };
+    t.same(
+      [0, 3, 5, 6].map((i) => plain(i)),
+      [pts[0], pts[2], pts[3], pts[4]],
+      'every decrypt its own plaintext, in order',
+    );
+    t.ok(
+      [0, 3, 5, 6].every((i) => Buffer.isBuffer(plain(i))),
+      'as Buffers',
+    );
+    t.equal((res[1] as unknown as { bytes: Buffer }).bytes.length, 8, 'random between them');
+    const failed = res[2]!;
+    t.ok(!failed.ok && isDecryptFailure(failed.error.code), 'the failed decrypt fails alone');
+    t.equal((res[4] as unknown as { ciphertext: Buffer }).ciphertext.length, 5 + 16, 'encrypt between them');
+    plain(0).fill(0);
+    t.same(plain(3), pts[2], 'zeroing one plaintext leaves the next');
+    t.same(plain(6), pts[4]);
+  });
+
   await t.test('usage flags are enforced', async (t) => {
     const encOnly = await aes({ encrypt: true });
     const enc = await hsm.run({ op: 'encrypt', key: encOnly.ref, plaintext: randomBytes(16) });
