@@ -11,7 +11,8 @@
 //   c_loop  bench/c_loop.c: AES-256-GCM decrypts straight on SoftHSM2 (the HSM ceiling)
 //
 // then, open loop at half the echo's best rate, Echo and Unwrap latency (p50/p99 from the
-// scheduled start of each call, so generator queueing counts). Every response status is
+// scheduled start of each call, so generator queueing counts; the p99 ratio is judged both
+// pooled over the rounds and as the median of the per-round ratios). Every response status is
 // counted; a sample of Unwrap/BatchUnwrap/UnwrapStream responses is decoded in full and
 // each DEK compared with the one GenerateDataKey returned. Usage:
 //   npm run bench:grpc                 (2 s per case, 0.5 s warm-up, 4 rounds)
@@ -265,6 +266,13 @@ async function main(): Promise<void> {
       ` Unwrap p50 ${unaryLat.p50.toFixed(2)} ms p99 ${unaryLat.p99.toFixed(2)} ms (${unaryLat.count} calls)`,
   );
   const p99Ratio = unaryLat.p99 / echoLat.p99;
+  // Echo and Unwrap of one round run back to back. A round where the machine stalled sets
+  // a pooled p99 alone (seen: Echo p99 26-34 ms in three rounds, 331 ms in the fourth,
+  // 274 ms pooled), so the verdict also asks the median of the per-round ratios.
+  const openEcho = open.get('echo') ?? [];
+  const roundP99Ratio = median(
+    (open.get('unary') ?? []).map((r, i) => r.p99Ms / (openEcho[i]?.p99Ms ?? Number.NaN)),
+  );
   // At a rate a side cannot sustain, its latency is queueing without bound: no comparison.
   const sustained = (l: typeof echoLat) => l.achieved >= 0.95 * rate && l.skipped === 0;
   let p99Verdict: string;
@@ -272,9 +280,13 @@ async function main(): Promise<void> {
   else if (!sustained(unaryLat))
     p99Verdict = 'MISSED: Unwrap could not sustain the rate, its latency is queueing';
   else if (!sustained(echoLat)) p99Verdict = 'not comparable: Echo could not sustain the rate';
-  else p99Verdict = p99Ratio <= TARGETS.p99_vs_echo ? 'met' : 'MISSED';
+  else if (p99Ratio > TARGETS.p99_vs_echo) p99Verdict = 'MISSED';
+  else if (!(roundP99Ratio <= TARGETS.p99_vs_echo))
+    p99Verdict = 'MISSED: met pooled, not in the median round';
+  else p99Verdict = 'met';
   out.push(
-    `  Unwrap p99 / Echo p99  ${fmtRatio(p99Ratio)} (target <= ${TARGETS.p99_vs_echo.toFixed(2)}: ${p99Verdict})` +
+    `  Unwrap p99 / Echo p99  ${fmtRatio(p99Ratio)} (median of per-round ratios ${fmtRatio(roundP99Ratio)})` +
+      ` (target <= ${TARGETS.p99_vs_echo.toFixed(2)}: ${p99Verdict})` +
       `; achieved ${fmtRate(echoLat.achieved)} / ${fmtRate(unaryLat.achieved)} calls/s (slowest round), skipped ${echoLat.skipped} / ${unaryLat.skipped}`,
   );
   out.push(
@@ -330,6 +342,7 @@ async function main(): Promise<void> {
     p99_ms: roundRatio(unaryLat.p99),
     echo_p99_ms: roundRatio(echoLat.p99),
     ratio_p99_vs_echo: roundRatio(p99Ratio),
+    ratio_p99_vs_echo_round_median: roundRatio(roundP99Ratio),
     echo_p50_ms: roundRatio(echoLat.p50),
     open_loop_rate: rate,
     latency_rate_sustained: sustained(unaryLat) && sustained(echoLat),
