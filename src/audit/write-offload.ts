@@ -20,11 +20,11 @@
 // only once the worker has said it is ready; anything else it builds and writes itself.
 // A job says how many bytes it may take (`limit`: where a zero fill of reserved space
 // begins); a batch that would take more is answered `over` and not written. An I/O error
-// comes back as an answer
-// (`error`: the errno name, and the bytes written before it) and the batch fails closed
-// as any failed write does. If the thread dies, its jobs fail (the writer fails them
-// closed: it cannot know what reached the file, so the resume marker will say) and the
-// helper stays unusable: the writer logs a warning and carries on without it.
+// comes back as an answer (`error`: the errno name, and the bytes written before it) and
+// the batch fails closed as any failed write does. If the thread dies, its jobs fail (the
+// writer fails them closed: it cannot know what reached the file, so the resume marker
+// will say) and the helper stays unusable: the writer logs a warning and carries on
+// without it.
 
 import { Worker } from 'node:worker_threads';
 
