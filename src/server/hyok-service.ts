@@ -93,9 +93,25 @@ class BatchResolver {
   readonly #ctx: CallContext;
   readonly #decisions = new Map<string, Decision>();
   readonly #keys = new Map<string, Promise<UsableVersion>>();
+  /** Keys already resolved in this call: later items use them without a promise. */
+  readonly #known = new Map<string, UsableVersion>();
   constructor(deps: PipelineDeps, ctx: CallContext) {
     this.#deps = deps;
     this.#ctx = ctx;
+  }
+  #lookup(k: string, fetch: () => Promise<UsableVersion>): UsableVersion | Promise<UsableVersion> {
+    const known = this.#known.get(k);
+    if (known) return known;
+    let p = this.#keys.get(k);
+    if (!p) {
+      p = fetch().then((v) => {
+        this.#known.set(k, v);
+        return v;
+      });
+      p.catch(() => {});
+      this.#keys.set(k, p);
+    }
+    return p;
   }
   decision(permission: 'wrapKey' | 'unwrapKey', name: string): Decision {
     let d = this.#decisions.get(name);
@@ -105,24 +121,14 @@ class BatchResolver {
     }
     return d;
   }
-  forWrap(name: string): Promise<UsableVersion> {
-    let p = this.#keys.get(name);
-    if (!p) {
-      p = this.#deps.keys.forWrap(name, 'wrapKey');
-      p.catch(() => {});
-      this.#keys.set(name, p);
-    }
-    return p;
+  /** The key to wrap with: at once when an earlier item of this call resolved it. */
+  forWrap(name: string): UsableVersion | Promise<UsableVersion> {
+    return this.#lookup(name, () => this.#deps.keys.forWrap(name, 'wrapKey'));
   }
-  forUnwrap(name: string, version: number): Promise<UsableVersion> {
-    const k = `${name}\u0000${version}`;
-    let p = this.#keys.get(k);
-    if (!p) {
-      p = this.#deps.keys.forUnwrap(name, version, 'unwrapKey');
-      p.catch(() => {});
-      this.#keys.set(k, p);
-    }
-    return p;
+  forUnwrap(name: string, version: number): UsableVersion | Promise<UsableVersion> {
+    return this.#lookup(`${name}\u0000${version}`, () =>
+      this.#deps.keys.forUnwrap(name, version, 'unwrapKey'),
+    );
   }
 }
 
@@ -231,12 +237,14 @@ export function createHyokService(
   /**
    * The shape both batch RPCs share: plan every item (validation, policy, key) with a
    * status per failure, run the planned ops as ONE HSM batch, then build each item's
-   * result; every item gets its own audit entry.
+   * result; every item gets its own audit entry. Items are planned in order; a plan
+   * returns a promise only for a key no earlier item resolved (the first of each key),
+   * so a batch on one key awaits once, not once per item.
    */
   async function runBatch<I, P extends { op: Op }, R>(
     ctx: CallContext,
     items: I[],
-    plan: (item: I, a: AuditItem, i: number) => Promise<P>,
+    plan: (item: I, a: AuditItem, i: number) => P | Promise<P>,
     finish: (p: P, r: ItemResult | undefined) => R,
     opHint: string,
   ): Promise<{ status: ItemStatus; result: R | null }[]> {
@@ -252,16 +260,16 @@ export function createHyokService(
       out[i]!.status = toItemStatus(h);
       audit[i]!.code = h.code;
     };
-    const plans: (P | null)[] = await Promise.all(
-      items.map(async (item, i) => {
-        try {
-          return await plan(item, audit[i]!, i);
-        } catch (e) {
-          fail(i, e);
-          return null;
-        }
-      }),
-    );
+    const plans = new Array<P | null>(items.length);
+    for (let i = 0; i < items.length; i++) {
+      try {
+        const p = plan(items[i]!, audit[i]!, i);
+        plans[i] = p instanceof Promise ? await p : p;
+      } catch (e) {
+        fail(i, e);
+        plans[i] = null;
+      }
+    }
     const idx: number[] = [];
     const ops: Op[] = [];
     plans.forEach((p, i) => {
@@ -292,15 +300,18 @@ export function createHyokService(
         const results = await runBatch(
           ctx,
           items,
-          async (item, a) => {
+          (item, a) => {
             const p = prepareWrap(item ?? {}, deps.limits);
             a.key = { name: p.keyName };
             const d = res.decision('wrapKey', p.keyName);
             a.decision = { allowed: d.allowed, rule: d.rule };
             if (!d.allowed) throw denied(d);
-            const key = await res.forWrap(p.keyName);
-            a.key = { name: p.keyName, version: key.version };
-            return wrapOp(p.dek, p.aad, key);
+            const planned = (key: UsableVersion) => {
+              a.key = { name: p.keyName, version: key.version };
+              return wrapOp(p.dek, p.aad, key);
+            };
+            const key = res.forWrap(p.keyName);
+            return key instanceof Promise ? key.then(planned) : planned(key);
           },
           (plan, r) => wrapResponse(plan, itemValue(r)),
           'encrypt',
@@ -322,15 +333,16 @@ export function createHyokService(
       const results = await runBatch(
         ctx,
         items,
-        async (item, a, i) => {
+        (item, a, i) => {
           const p = prepareUnwrap(item ?? {}, deps.limits);
           a.key = { name: p.env.keyName, version: p.env.keyVersion };
           a.details = { item: i, envelope: p.digest };
           const d = res.decision('unwrapKey', p.env.keyName);
           a.decision = { allowed: d.allowed, rule: d.rule };
           if (!d.allowed) throw denied(d);
-          const key = await res.forUnwrap(p.env.keyName, p.env.keyVersion);
-          return { p, op: unwrapOp(p, key) };
+          const planned = (key: UsableVersion) => ({ p, op: unwrapOp(p, key) });
+          const key = res.forUnwrap(p.env.keyName, p.env.keyVersion);
+          return key instanceof Promise ? key.then(planned) : planned(key);
         },
         (x, r) => unwrapResponse(x.p, itemValue<{ plaintext: Buffer }>(r).plaintext),
         'decrypt',

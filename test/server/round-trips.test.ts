@@ -99,13 +99,17 @@ t.test('BatchWrap and BatchUnwrap: per-item status, one result per item in order
       { keyName: 'demo', plaintextDek: Buffer.alloc(5) },
       { keyName: 'nope', plaintextDek: deks[1] },
       { keyName: 'demo', plaintextDek: deks[2], aad: Buffer.from('x') },
+      // The same unknown key again: items after the first reuse its lookup, failure included.
+      { keyName: 'nope', plaintextDek: deks[1] },
     ],
   });
-  t.equal(bw.results.length, 4);
+  t.equal(bw.results.length, 5);
   t.equal(bw.results[0]!.status.code, 0);
   t.equal(bw.results[1]!.status.reason, 'DEK_SIZE');
   t.equal(bw.results[2]!.status.reason, 'KEY_NOT_FOUND');
   t.equal(bw.results[3]!.status.code, 0);
+  t.equal(bw.results[4]!.status.reason, 'KEY_NOT_FOUND');
+  t.equal(bw.results[4]!.result, null);
   const bu = await call<{
     results: { status: { code: number; reason: string }; result: UnwrapRes | null }[];
   }>(c, 'BatchUnwrap', {
