@@ -1,25 +1,37 @@
-// A batch of caller records on its way to the audit write worker, and chained there.
+// A batch of caller records, packed for the audit write worker and chained there.
 //
-// A record the loop has serialized travels as ONE string: its five segments
-// (canonical.ts) separated by U+001F. Canonical JSON never holds a raw control character
-// (JSON.stringify escapes U+0000-U+001F), so the separator cannot occur inside a
-// segment. The worker gives each record its chain fields with the same `chainLine` the
-// writer uses itself: the bytes on disk do not depend on which thread built them.
+// The writer serializes each record body once, on the event loop, into its five
+// segments (canonical.ts). To hand a batch to another thread cheaply, the segments
+// travel as ONE string: segments separated by U+001F, records by U+001E. Canonical JSON
+// never holds a raw control character (JSON.stringify escapes U+0000-U+001F), so the
+// separators cannot occur inside a segment. The worker then gives each record its
+// chain fields with the same `chainLine` the writer uses itself: the bytes on disk do
+// not depend on which thread built them.
 
 import { chainLine, type BodySegments } from './canonical.js';
 
 const SEGMENT_SEP = '\u001f';
+const RECORD_SEP = '\u001e';
 
-/** One record's segments as one string. */
-export function packBody(s: BodySegments): string {
-  return s[0] + SEGMENT_SEP + s[1] + SEGMENT_SEP + s[2] + SEGMENT_SEP + s[3] + SEGMENT_SEP + s[4];
+/** The segments of `bodies`, as one string. */
+export function packBatch(bodies: readonly BodySegments[]): string {
+  let out = '';
+  for (let i = 0; i < bodies.length; i++) {
+    const s = bodies[i]!;
+    const rec = s[0] + SEGMENT_SEP + s[1] + SEGMENT_SEP + s[2] + SEGMENT_SEP + s[3] + SEGMENT_SEP + s[4];
+    out = i === 0 ? rec : out + RECORD_SEP + rec;
+  }
+  return out;
 }
 
-/** The segments of a packBody string; throws TypeError for anything packBody did not make. */
-export function unpackBody(packed: string): BodySegments {
-  const s = packed.split(SEGMENT_SEP);
-  if (s.length !== 5) throw new TypeError('audit: malformed packed record');
-  return s as BodySegments;
+/** The bodies of a packed batch; throws TypeError if `packed` is not one packBatch made. */
+export function unpackBatch(packed: string): BodySegments[] {
+  if (packed === '') return [];
+  return packed.split(RECORD_SEP).map((rec) => {
+    const s = rec.split(SEGMENT_SEP);
+    if (s.length !== 5) throw new TypeError('audit: malformed packed batch');
+    return s as BodySegments;
+  });
 }
 
 export interface ChainedBatch {

@@ -4,7 +4,8 @@
 // Why: on the data plane the event loop is the daemon's bottleneck, and a durable write
 // (plus hashing every record) is work it need not do. The loop serializes each record at
 // append (the pipeline's records reuse cached JSON of their frozen parts and repeated row
-// members) and posts it as one string. The worker (write-worker.ts) chains the records
+// members); a batch's bodies are posted as one string (packBatch). The worker
+// (write-worker.ts) chains the records
 // with the same chainLine and writes the batch to the descriptor the writer opened, at the
 // offset it is given, answering with the new head: the bytes on disk do not depend on
 // which thread built them.
@@ -27,12 +28,14 @@
 // without it.
 
 import { Worker } from 'node:worker_threads';
+import type { BodySegments } from './canonical.js';
+import { packBatch } from './chain-batch.js';
 
 export interface WriteJob {
   id: number;
   fd: number;
-  /** Each record's body, serialized by the loop (packBody). */
-  records: readonly string[];
+  /** packBatch of the records' bodies. */
+  packed: string;
   /** The first record's seq, the batch's timestamp and the previous record's hash. */
   seq: number;
   ts: string;
@@ -130,15 +133,15 @@ export class AuditWriteOffload {
   }
 
   /**
-   * Chain the bodies `records` (packBody strings) as records seq, seq+1, … after `prev`
-   * (all stamped `ts`), then write them to `fd` at offset `position` unless they take more than
+   * Chain `bodies` as records seq, seq+1, … after `prev` (all stamped `ts`), then write
+   * them to `fd` at offset `position` unless they take more than
    * `limit` bytes (-1: no limit); the caller keeps `fd` open until this settles.
    * Resolves with the outcome once the write has returned; rejects with the errno name
    * as `code` (and `written`, the bytes that reached the file before the error).
    */
   write(
     fd: number,
-    records: readonly string[],
+    bodies: readonly BodySegments[],
     seq: number,
     ts: string,
     prev: string,
@@ -147,7 +150,7 @@ export class AuditWriteOffload {
   ): Promise<WriteOutcome> {
     if (!this.usable) return Promise.reject(failure('WORKER', 'audit write worker unavailable'));
     const id = this.#nextId++;
-    const job: WriteJob = { id, fd, records, seq, ts, prev, position, limit };
+    const job: WriteJob = { id, fd, packed: packBatch(bodies), seq, ts, prev, position, limit };
     this.#worker.postMessage(job);
     return new Promise<WriteOutcome>((resolve, reject) => {
       this.#waiting.set(id, { resolve, reject });

@@ -1,5 +1,5 @@
 // The audit write worker's thread (started by write-offload.ts): takes a batch of caller
-// records, each serialized by the loop (packBody), chains them and writes them at the
+// records serialized by the loop (packBatch), chains them and writes them at the
 // offset it is given to the audit file's descriptor, which the writer opened O_DSYNC, so
 // the write returns once the batch is durable. One job at a time, in order; the writer
 // sends the next only after this one's answer.
@@ -13,7 +13,7 @@
 
 import { writeSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
-import { chainBatch, unpackBody } from './chain-batch.js';
+import { chainBatch, unpackBatch } from './chain-batch.js';
 import { errorKind } from './errors.js';
 import type { WriteJob, WriteAnswer } from './write-offload.js';
 
@@ -22,8 +22,7 @@ if (!port) throw new Error('write-worker.ts runs as a worker thread');
 
 port.on('message', (job: WriteJob) => {
   // Only the writer posts here: a malformed job is a bug, and ends the thread.
-  if (!Array.isArray(job.records)) throw new TypeError('audit: a write job without records');
-  const batch = chainBatch(job.records.map(unpackBody), job.seq, job.ts, job.prev);
+  const batch = chainBatch(unpackBatch(job.packed), job.seq, job.ts, job.prev);
   const buf = Buffer.from(batch.text, 'utf8');
   if (job.limit >= 0 && buf.length > job.limit) {
     port.postMessage({ id: job.id, over: buf.length } satisfies WriteAnswer);

@@ -58,7 +58,6 @@ import { bodySegments, chainLine, GENESIS_PREV, type BodySegments } from './cano
 import { AuditCodes, AuditError, auditUnavailable, errorKind } from './errors.js';
 import { auditFileName, findDiskHead } from './files.js';
 import { nodeAuditFs, type AuditFs } from './audit-fs.js';
-import { packBody } from './chain-batch.js';
 import { AuditWriteOffload, type WriteOutcome } from './write-offload.js';
 import {
   eventSegments,
@@ -701,7 +700,7 @@ export class AuditWriter extends EventEmitter {
     const seq = this.#head ? this.#head.seq + 1 : 0;
     const prev = this.#head ? this.#head.hash : GENESIS_PREV;
     const ts = this.#now().toISOString(); // one instant per batch, as #build
-    const records = entries.map((e) => packBody(e.seg));
+    const bodies = entries.map((e) => e.seg);
     const started = performance.now();
     const position = this.#fileBytes;
     // Furthest byte the write may reach: the worker stops at a fill's start; without a
@@ -714,7 +713,7 @@ export class AuditWriter extends EventEmitter {
           const fill = this.#reserving;
           const limit = fill ? Math.max(0, fill.from - position) : -1;
           reach = limit < 0 ? Infinity : position + limit;
-          const o = await offload.write(fd, records, seq, ts, prev, position, limit);
+          const o = await offload.write(fd, bodies, seq, ts, prev, position, limit);
           if (o.kind === 'written') return o;
           // Only a limit makes the helper answer 'over'.
           if (!fill) throw Object.assign(new Error('audit helper: over without a limit'), { code: 'WORKER' });

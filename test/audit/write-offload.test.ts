@@ -5,8 +5,8 @@
 import t, { type Test } from 'tap';
 import { closeSync, openSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { GENESIS_PREV } from '../../src/audit/canonical.js';
-import { chainBatch, packBody, unpackBody } from '../../src/audit/chain-batch.js';
+import { bodySegments, chainLine, GENESIS_PREV, type BodySegments } from '../../src/audit/canonical.js';
+import { chainBatch, packBatch, unpackBatch } from '../../src/audit/chain-batch.js';
 import { eventSegments, type RequestEvent } from '../../src/audit/record.js';
 import { verifyAuditDir } from '../../src/audit/verify.js';
 import { AuditWriteOffload } from '../../src/audit/write-offload.js';
@@ -52,15 +52,15 @@ const eventShapes: object[] = [
   },
   { type: 'quorum', action: 'approved', quorumId: 'q', op: 'DeleteKey', approvals: 1, required: 2 },
 ];
-/** The bodies as the writer hands them over: serialized at append, one string each. */
-const events: string[] = eventShapes.map((e) => packBody(eventSegments(e)));
-/** What the loop would write for `records`. */
-const expected = (records: string[], seq: number, prev: string) =>
-  chainBatch(records.map(unpackBody), seq, TS, prev);
-const mixed: string[] = [
-  packBody(eventSegments(request(50))),
+/** The bodies as the writer hands them over: serialized at append. */
+const events: BodySegments[] = eventShapes.map((e) => eventSegments(e));
+/** What the loop would write for `bodies`. */
+const expected = (bodies: BodySegments[], seq: number, prev: string) => chainBatch(bodies, seq, TS, prev);
+const mixed: BodySegments[] = [
+  eventSegments(request(50)),
   ...events,
-  packBody(eventSegments(request(51))),
+  bodySegments({ a: 1, i: 2, q: 3, sf: 4, u: 5, type: 'all' }),
+  eventSegments(request(51)),
 ];
 
 t.test('the worker chains and writes at its offset, as the loop would', async (t) => {
@@ -91,12 +91,25 @@ t.test('the worker chains and writes at its offset, as the loop would', async (t
   t.equal(o.inflight, 0);
 });
 
-t.test('a packed body unpacks to the same segments', async (t) => {
-  for (const e of eventShapes) {
-    const seg = eventSegments(e);
-    t.same(unpackBody(packBody(seg)), seg);
-  }
-  t.throws(() => unpackBody('a\u001fb'), TypeError, 'too few segments');
+t.test('a packed batch unpacks to the same bodies', async (t) => {
+  t.same(unpackBatch(packBatch(mixed)), mixed);
+  t.same(unpackBatch(packBatch([])), []);
+  t.same(unpackBatch(packBatch([mixed[2]!])), [mixed[2]]);
+  t.throws(() => unpackBatch('a\u001fb'), TypeError, 'too few segments');
+});
+
+t.test('chainBatch makes the lines chainLine makes, in order', async (t) => {
+  const prev = 'c'.repeat(64);
+  const b = chainBatch(mixed, 7, TS, prev);
+  let text = '';
+  let hash = prev;
+  mixed.forEach((s, i) => {
+    const r = chainLine(s, 7 + i, TS, hash);
+    hash = r.hash;
+    text += r.line + '\n';
+  });
+  t.same(b, { text, hash });
+  t.same(chainBatch([], 0, TS, GENESIS_PREV), { text: '', hash: GENESIS_PREV });
 });
 
 /** A ready helper and an empty file open for writing, both closed at teardown. */
@@ -140,11 +153,13 @@ t.test('an I/O error is an answer with the errno name; the worker stays usable',
 });
 
 t.test('a worker that dies fails its job and refuses new ones', async (t) => {
-  // A job the worker cannot read (no records array, or a record packBody did not make)
-  // makes it throw, which ends the thread, as any bug there would.
+  // A segment holding a separator cannot come from the serializer; here it makes the
+  // worker's unpacking throw, which ends the thread, as any bug there would.
+  const segment: BodySegments = ['"a":"\u001f"', '', '', '', '"type":"x"'];
+  const record: BodySegments = ['"a":"\u001e"', '', '', '', '"type":"x"'];
   for (const [name, bad] of [
-    ['no records', null],
-    ['not packed', [events[0]!, '{"type":"request"}']],
+    ['segment separator', [segment]],
+    ['record separator', [events[0]!, record]],
   ] as const) {
     const dir = tempDir(t);
     const failures: string[] = [];
@@ -152,11 +167,7 @@ t.test('a worker that dies fails its job and refuses new ones', async (t) => {
     await o.ready();
     const fd = openSync(join(dir, 'f'), 'w');
     t.teardown(() => closeSync(fd));
-    await t.rejects(
-      o.write(fd, bad as unknown as string[], 0, TS, GENESIS_PREV, 0),
-      { code: 'WORKER' },
-      name,
-    );
+    await t.rejects(o.write(fd, bad, 0, TS, GENESIS_PREV, 0), { code: 'WORKER' }, name);
     t.equal(o.usable, false);
     await t.rejects(o.write(fd, events, 0, TS, GENESIS_PREV, 0), { code: 'WORKER' });
     t.equal(readFileSync(join(dir, 'f'), 'utf8'), '', 'nothing written');
