@@ -201,10 +201,10 @@ export function sanitizeValue(v: unknown, depth = 0): AuditValue | undefined {
 }
 
 /**
- * The type of a caller's event, or AUDIT_BAD_RECORD when it is not an object of a known
- * caller type: the only ways an event can be refused (everything else is sanitized).
+ * The body of a record from a caller's event: a bounded JSON object with a known
+ * caller type. Fields the writer owns (seq, ts, prev, hash) are dropped.
  */
-export function callerEventType(event: unknown): string {
+export function sanitizeEvent(event: unknown): { type: string } & AuditFields {
   if (event === null || typeof event !== 'object' || Array.isArray(event) || isBinary(event)) {
     throw new AuditError(AuditCodes.BAD_RECORD, 'BAD_RECORD', 'audit event must be an object');
   }
@@ -212,15 +212,6 @@ export function callerEventType(event: unknown): string {
   if (typeof type !== 'string' || !CALLER_TYPES.has(type)) {
     throw new AuditError(AuditCodes.BAD_RECORD, 'BAD_RECORD', 'audit event has an unknown type');
   }
-  return type;
-}
-
-/**
- * The body of a record from a caller's event: a bounded JSON object with a known
- * caller type. Fields the writer owns (seq, ts, prev, hash) are dropped.
- */
-export function sanitizeEvent(event: unknown): { type: string } & AuditFields {
-  const type = callerEventType(event);
   const body = sanitizeValue(event) as AuditFields;
   for (const k of RESERVED) delete body[k];
   return { ...body, type };
