@@ -47,8 +47,6 @@ export interface WriterCost {
   fsyncs: number;
   /** Mean time per durable batch write, from the writer's own stats. */
   writeMsPerBatch: number;
-  /** The writer's reserveBytes (0: plain appends). */
-  reserveBytes: number | 'default';
 }
 
 /** Appends `bursts` x `burst` copies of `event` (each burst at once, after as many untimed) and measures. */
@@ -105,7 +103,6 @@ export async function auditWriterCost(
       fsyncs: s1.fsyncs - s0.fsyncs,
       writeMsPerBatch:
         (s1.totalWriteLatencyMs - s0.totalWriteLatencyMs) / Math.max(1, s1.batches - s0.batches),
-      reserveBytes: reserveBytes ?? 'default',
     };
   } finally {
     await w.close();

@@ -10,16 +10,14 @@ import { nodeAuditFs, type AuditFs } from '../../src/audit/audit-fs.js';
 import { fileExtent } from '../../src/audit/files.js';
 import { searchAudit, tailAudit } from '../../src/audit/query.js';
 import { verifyAuditDir } from '../../src/audit/verify.js';
+import { waitFor } from './daemon-process.js';
 import { auditFiles, fileText, openWriter, readRecords, request, tempDir } from './fixtures.js';
 
 const RESERVE = 64 * 1024;
 
-async function until(cond: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 5));
-  }
+/** waitFor (daemon-process.ts), failing the test when `cond` never holds. */
+async function until(cond: () => boolean): Promise<void> {
+  if (!(await waitFor(cond, 5000))) throw new Error('timed out');
 }
 
 /** nodeAuditFs whose fills (writes of all-zero buffers) go through `onFill` first. */
