@@ -58,7 +58,7 @@ import { bodySegments, chainLine, GENESIS_PREV, type BodySegments } from './cano
 import { AuditCodes, AuditError, auditUnavailable, errorKind } from './errors.js';
 import { auditFileName, findDiskHead } from './files.js';
 import { nodeAuditFs, type AuditFs } from './audit-fs.js';
-import { AuditWriteOffload, type WriteOutcome } from './write-offload.js';
+import { AuditWriteOffload, type WriteAt, type WriteOutcome } from './write-offload.js';
 import {
   eventSegments,
   sanitizeValue,
@@ -109,6 +109,11 @@ export interface AuditWriterOptions {
    * must run on the event loop).
    */
   offload?: boolean;
+  /**
+   * Batches handed to the helper thread and not yet answered, at most (the next is handed
+   * over while the helper writes the one before). Default 2; 1 waits for each answer.
+   */
+  offloadDepth?: number;
   logger?: AuditOpLogger;
   /** Called on every health change (also emitted as 'health'). */
   onHealthChange?: (healthy: boolean, errorKind: string | null) => void;
@@ -161,6 +166,21 @@ interface Pending extends CallerEntry {
   reject: (err: Error) => void;
 }
 
+/** A batch handed to the helper thread behind the ones still being written (the pipeline). */
+interface Job {
+  batch: Pending[];
+  /** The first record's seq. */
+  seq: number;
+  /** When it was handed over (the batch's write latency is counted from here). */
+  posted: number;
+  /** The write timeout, armed once the job before it is settled. */
+  timer: NodeJS.Timeout | null;
+  /** Answered or failed: nothing more to do for it. */
+  done: boolean;
+  settled: Promise<void>;
+  settle: () => void;
+}
+
 /** A record serialized with its chain fields, ready to write. */
 interface BuiltRecord {
   seq: number;
@@ -204,6 +224,7 @@ export class AuditWriter extends EventEmitter {
       | 'reserveBytes'
       | 'writeTimeoutMs'
       | 'probeIntervalMs'
+      | 'offloadDepth'
     >
   >;
   readonly #opts: AuditWriterOptions;
@@ -235,9 +256,14 @@ export class AuditWriter extends EventEmitter {
   #draining = false;
   /** Serializes every unit of chain work (batches, checkpoints, rotation, recovery). */
   #serialTail: Promise<unknown> = Promise.resolve();
-  /** The last file-system call sequence, settled or not: recovery waits for it. */
+  /** Every file-system call sequence and helper job started so far, settled: what retiring a file waits for. */
   #inflight: Promise<void> = Promise.resolve();
-  #inflightSettled = true;
+  /** How many of those have not settled yet (recovery waits for none). */
+  #unsettled = 0;
+  /** Batches with the helper thread, oldest first (the pipeline; see #post). */
+  readonly #jobs: Job[] = [];
+  /** A zero fill came due while batches were with the helper: it starts once they are written. */
+  #fillDue = false;
 
   #recordsSinceCheckpoint = 0;
   #lastCheckpointAt = 0;
@@ -299,6 +325,7 @@ export class AuditWriter extends EventEmitter {
       reserveBytes: (opts.fs ?? nodeAuditFs).truncate ? (opts.reserveBytes ?? 4 * 1024 * 1024) : 0,
       writeTimeoutMs: opts.writeTimeoutMs ?? 2000,
       probeIntervalMs: opts.probeIntervalMs ?? 1000,
+      offloadDepth: Math.max(1, Math.floor(opts.offloadDepth ?? 2)),
     };
   }
 
@@ -446,7 +473,7 @@ export class AuditWriter extends EventEmitter {
     if (this.#closed) return;
     // Let queued appends reach the disk first.
     while (this.#pending.length > 0 && this.#healthy) {
-      await this.#drainOnce();
+      await this.#drainStep();
     }
     this.#closed = true;
     this.#stopTimers();
@@ -488,16 +515,27 @@ export class AuditWriter extends EventEmitter {
     if (this.#draining) return;
     this.#draining = true;
     try {
-      while (this.#pending.length > 0 && this.#healthy) await this.#drainOnce();
+      while (this.#pending.length > 0 && this.#healthy) await this.#drainStep();
     } finally {
       this.#draining = false;
     }
+  }
+
+  /** The next batch, or, while the helper holds offloadDepth batches, the wait for the oldest. */
+  async #drainStep(): Promise<void> {
+    const oldest = this.#jobs[0];
+    if (oldest && this.#jobs.length >= this.#o.offloadDepth) await oldest.settled;
+    else await this.#drainOnce();
   }
 
   async #drainOnce(): Promise<void> {
     await this.#serial(async () => {
       const batch = this.#pending.splice(0, this.#o.groupCommitMaxRecords);
       if (batch.length === 0) return;
+      if (this.#canPost()) {
+        this.#post(batch);
+        return;
+      }
       try {
         await this.#commit(batch);
         for (const p of batch) p.resolve();
@@ -538,19 +576,15 @@ export class AuditWriter extends EventEmitter {
    * signed fails the whole commit instead of being skipped.
    */
   async #commit(entries: Entry[], internal = false, strictSign = false): Promise<void> {
+    // Anything else follows the batches still with the helper: it needs their head.
+    await this.#pipelineIdle();
     if (!this.#healthy && !this.#recovering)
       throw auditUnavailable(this.#stats.lastErrorKind ?? 'UNKNOWN', 'audit log unavailable');
     if (this.#closed && !internal) throw auditUnavailable('CLOSED', 'audit log is closed');
     const now = this.#now().getTime();
-    if (this.#fd !== null && this.#fileBytes > 0) {
-      const big = this.#fileBytes >= this.#o.maxFileBytes;
-      const old = now - this.#fileOpenedAt >= this.#o.maxFileAgeMs;
-      if (big || old) await this.#rotate();
-    }
+    if (this.#rotationDue(now)) await this.#rotate();
     const all: Entry[] = [];
-    const timeDue =
-      this.#recordsSinceCheckpoint > 0 && now - this.#lastCheckpointAt >= this.#o.checkpointEveryMs;
-    if ((this.#checkpointDue || timeDue) && !entries.some((e) => 'checkpoint' in e)) {
+    if (this.#checkpointDueAt(now) && !entries.some((e) => 'checkpoint' in e)) {
       all.push({ checkpoint: this.#signer, reason: this.#checkpointDue ? 'count' : 'interval' });
     }
     all.push(...entries);
@@ -561,6 +595,126 @@ export class AuditWriter extends EventEmitter {
     }
     const records = await this.#build(all, strictSign);
     await this.#writeRecords(records);
+  }
+
+  /** The current file is due for rotation (by size, or by age). */
+  #rotationDue(now: number): boolean {
+    if (this.#fd === null || this.#fileBytes === 0) return false;
+    return this.#fileBytes >= this.#o.maxFileBytes || now - this.#fileOpenedAt >= this.#o.maxFileAgeMs;
+  }
+
+  /** A checkpoint is due (by count, or by time). */
+  #checkpointDueAt(now: number): boolean {
+    return (
+      this.#checkpointDue ||
+      (this.#recordsSinceCheckpoint > 0 && now - this.#lastCheckpointAt >= this.#o.checkpointEveryMs)
+    );
+  }
+
+  // --- the pipeline -----------------------------------------------------------------
+  // A batch of caller records goes to the helper thread while the batch before it is
+  // still being written there (up to offloadDepth batches), instead of after its answer:
+  // under load the helper then writes back to back, and a batch does not wait for the
+  // busy loop to handle the previous answer before it is even handed over. The helper
+  // chains each follow-on batch after the one before it (write-offload.ts); the answers
+  // come in order, and each one moves the head and resolves its batch's appends, as a
+  // batch written any other way does. Anything that needs the head itself (a checkpoint,
+  // a rotation, a zero fill of reserved space, a batch built here, the stop records)
+  // waits until every batch with the helper is answered. If one fails or times out, it
+  // and every batch behind it fail closed together, and the helper is told to cancel
+  // those it has not begun writing.
+
+  /** Whether the next batch of caller records can go to the helper now, behind any already there. */
+  #canPost(): boolean {
+    if (!this.#offload?.usable || this.#fd === null || !this.#healthy || this.#closed) return false;
+    // A zero fill in progress bounds a batch's bytes; one that came due must start first.
+    if (this.#reserving || this.#fillDue) return false;
+    const now = this.#now().getTime();
+    return !this.#rotationDue(now) && !this.#checkpointDueAt(now);
+  }
+
+  /** Hand `batch` to the helper; its appends settle when the answer comes (#answered, #jobFailed). */
+  #post(batch: Pending[]): void {
+    const offload = this.#offload!;
+    const before = this.#jobs.at(-1);
+    const seq = before ? before.seq + before.batch.length : this.#head ? this.#head.seq + 1 : 0;
+    const at: WriteAt = before
+      ? 'after-previous'
+      : { prev: this.#head ? this.#head.hash : GENESIS_PREV, position: this.#fileBytes };
+    const ts = this.#now().toISOString(); // one instant per batch, as #build
+    const bodies = batch.map((p) => p.seg);
+    let settle!: () => void;
+    const settled = new Promise<void>((resolve) => (settle = resolve));
+    const job: Job = { batch, seq, posted: performance.now(), timer: null, done: false, settled, settle };
+    const op = offload.write(this.#fd!, bodies, seq, ts, at);
+    this.#track(op);
+    this.#jobs.push(job);
+    if (!before) this.#arm(job);
+    op.then(
+      (o) => this.#answered(job, o),
+      (err: unknown) => this.#jobFailed(job, err),
+    );
+  }
+
+  /** Start `job`'s write timeout: from when the helper can begin it, so each write gets its own bound. */
+  #arm(job: Job): void {
+    job.timer = setTimeout(
+      () =>
+        this.#jobFailed(
+          job,
+          auditUnavailable('TIMEOUT', `audit write did not finish within ${this.#o.writeTimeoutMs} ms`),
+        ),
+      this.#o.writeTimeoutMs,
+    );
+  }
+
+  #answered(job: Job, o: WriteOutcome): void {
+    if (job.done) return;
+    // Without a limit the helper never answers 'over'; answers come in order.
+    if (o.kind !== 'written' || this.#jobs[0] !== job) {
+      this.#jobFailed(job, Object.assign(new Error('audit helper: unexpected answer'), { code: 'WORKER' }));
+      return;
+    }
+    this.#jobs.shift();
+    job.done = true;
+    if (job.timer) clearTimeout(job.timer);
+    this.#stats.offloadedBatches++;
+    const last = { seq: job.seq + job.batch.length - 1, hash: o.hash };
+    this.#written(job.batch.length, last, o.bytes, performance.now() - job.posted, null);
+    for (const p of job.batch) p.resolve();
+    job.settle();
+    const next = this.#jobs[0];
+    if (next) this.#arm(next);
+  }
+
+  /** `job` failed (error, timeout, dead helper): it and every batch behind it fail closed. */
+  #jobFailed(job: Job, err: unknown): void {
+    if (job.done) return;
+    const jobs = this.#jobs.splice(0);
+    this.#offload?.cancel();
+    let records = 0;
+    for (const j of jobs) {
+      j.done = true;
+      if (j.timer) clearTimeout(j.timer);
+      records += j.batch.length;
+    }
+    // The furthest byte a write may have reached: the helper says where an I/O error
+    // stopped; after a timeout it is unknown (the abandoned file is then not cut).
+    const e = err as { position?: unknown; written?: unknown };
+    const reach =
+      typeof e.position === 'number' && typeof e.written === 'number' ? e.position + e.written : Infinity;
+    this.#fail(err, records, reach);
+    const failure = auditUnavailable(errorKind(err), `audit write failed (${errorKind(err)})`);
+    this.#stats.rejected += records;
+    for (const j of jobs) {
+      for (const p of j.batch) p.reject(failure);
+      j.settle();
+    }
+  }
+
+  /** Resolves once no batch is with the helper (answered or failed). */
+  async #pipelineIdle(): Promise<void> {
+    for (let last = this.#jobs.at(-1); last; last = this.#jobs.at(-1)) await last.settled;
   }
 
   async #build(entries: Entry[], strictSign: boolean): Promise<BuiltRecord[]> {
@@ -687,6 +841,7 @@ export class AuditWriter extends EventEmitter {
       this.#reserving = null;
       this.#reserveFailed = false;
       this.#fillEnd = 0;
+      this.#fillDue = false;
     }
     const last = records[records.length - 1]!;
     this.#written(records.length, last, buf.length, performance.now() - started, records);
@@ -713,7 +868,7 @@ export class AuditWriter extends EventEmitter {
           const fill = this.#reserving;
           const limit = fill ? Math.max(0, fill.from - position) : -1;
           reach = limit < 0 ? Infinity : position + limit;
-          const o = await offload.write(fd, bodies, seq, ts, prev, position, limit);
+          const o = await offload.write(fd, bodies, seq, ts, { prev, position }, limit);
           if (o.kind === 'written') return o;
           // Only a limit makes the helper answer 'over'.
           if (!fill) throw Object.assign(new Error('audit helper: over without a limit'), { code: 'WORKER' });
@@ -802,6 +957,12 @@ export class AuditWriter extends EventEmitter {
     if (size === 0 || fd === null || this.#reserving || this.#reserveFailed || this.#closed) return;
     const at = this.#fileBytes;
     if (this.#reservedEnd - at >= size / 2) return;
+    // Where the batches still with the helper end is not known yet: once they are written.
+    if (this.#jobs.length > 0) {
+      this.#fillDue = true;
+      return;
+    }
+    this.#fillDue = false;
     const from = this.#reservedEnd >= at ? this.#reservedEnd : at + Math.min(RESERVE_GAP, size / 4);
     // Rotation comes at maxFileBytes: space past it would only be cut off again.
     const to = Math.min(from + size, this.#o.maxFileBytes);
@@ -867,15 +1028,7 @@ export class AuditWriter extends EventEmitter {
   /** Run file-system work under the write timeout; remember it so recovery can wait for it to settle. */
   async #timed<T>(fn: () => Promise<T>): Promise<T> {
     const op = fn();
-    this.#inflightSettled = false;
-    this.#inflight = op.then(
-      () => {
-        this.#inflightSettled = true;
-      },
-      () => {
-        this.#inflightSettled = true;
-      },
-    );
+    this.#track(op);
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(
@@ -893,6 +1046,15 @@ export class AuditWriter extends EventEmitter {
     }
   }
 
+  /** Count `op` among the work a retired file and recovery wait for. */
+  #track(op: Promise<unknown>): void {
+    this.#unsettled++;
+    const settled = op.then(noop, noop).then(() => {
+      this.#unsettled--;
+    });
+    this.#inflight = Promise.all([this.#inflight, settled]).then(noop);
+  }
+
   // --- failure and recovery -------------------------------------------------------
 
   /** `reach`: the furthest byte of the current file the failed write may have touched. */
@@ -905,6 +1067,7 @@ export class AuditWriter extends EventEmitter {
     const fd = this.#fd;
     this.#fd = null;
     this.#nextFileName = null;
+    this.#fillDue = false;
     // The file is abandoned: close it only once the call that failed or hung has settled,
     // keeping every byte a write may have put there (evidence for the resume marker).
     if (fd !== null) this.#retire(fd, reach);
@@ -944,7 +1107,7 @@ export class AuditWriter extends EventEmitter {
 
   async #probe(): Promise<void> {
     if (this.#closed || this.#healthy) return;
-    if (!this.#inflightSettled) {
+    if (this.#unsettled > 0) {
       this.#scheduleProbe();
       return;
     }

@@ -75,11 +75,11 @@ t.test('the worker chains and writes at its offset, as the loop would', async (t
   const fd = openSync(path, 'r+');
   t.teardown(() => closeSync(fd));
   const want = expected(mixed, 0, GENESIS_PREV);
-  const res = await o.write(fd, mixed, 0, TS, GENESIS_PREV, 0);
-  t.same(res, { kind: 'written', hash: want.hash, bytes: Buffer.byteLength(want.text) });
+  const res = await o.write(fd, mixed, 0, TS, { prev: GENESIS_PREV, position: 0 });
+  t.same(res, { kind: 'written', hash: want.hash, bytes: Buffer.byteLength(want.text), position: 0 });
   const next = expected(events.slice(0, 2), 5, want.hash);
   const bytes = Buffer.byteLength(want.text);
-  await o.write(fd, events.slice(0, 2), 5, TS, want.hash, bytes);
+  await o.write(fd, events.slice(0, 2), 5, TS, { prev: want.hash, position: bytes });
   const data = readFileSync(path);
   t.equal(data.length, 64 * 1024, 'written inside the reserved space');
   const end = bytes + Buffer.byteLength(next.text);
@@ -126,10 +126,13 @@ async function helperAndFile(t: Test): Promise<{ o: AuditWriteOffload; path: str
 t.test('a batch larger than its limit is not written', async (t) => {
   const { o, path, fd } = await helperAndFile(t);
   const size = Buffer.byteLength(expected(events, 0, GENESIS_PREV).text);
-  t.same(await o.write(fd, events, 0, TS, GENESIS_PREV, 0, size - 1), { kind: 'over', bytes: size });
+  t.same(await o.write(fd, events, 0, TS, { prev: GENESIS_PREV, position: 0 }, size - 1), {
+    kind: 'over',
+    bytes: size,
+  });
   t.equal(readFileSync(path).length, 0, 'nothing written');
   t.equal(
-    (await o.write(fd, events, 0, TS, GENESIS_PREV, 0, size)).kind,
+    (await o.write(fd, events, 0, TS, { prev: GENESIS_PREV, position: 0 }, size)).kind,
     'written',
     'exactly the limit fits',
   );
@@ -144,11 +147,14 @@ t.test('an I/O error is an answer with the errno name; the worker stays usable',
   closeSync(openSync(path, 'w'));
   const ro = openSync(path, 'r');
   t.teardown(() => closeSync(ro));
-  await t.rejects(o.write(ro, events, 0, TS, GENESIS_PREV, 0), { code: 'EBADF', written: 0 });
+  await t.rejects(o.write(ro, events, 0, TS, { prev: GENESIS_PREV, position: 0 }), {
+    code: 'EBADF',
+    written: 0,
+  });
   t.equal(o.usable, true);
   const fd = openSync(join(dir, 'ok'), 'w');
   t.teardown(() => closeSync(fd));
-  const res = await o.write(fd, events, 0, TS, GENESIS_PREV, 0);
+  const res = await o.write(fd, events, 0, TS, { prev: GENESIS_PREV, position: 0 });
   t.ok(res.kind === 'written' && res.bytes > 0, 'next job fine');
 });
 
@@ -167,9 +173,9 @@ t.test('a worker that dies fails its job and refuses new ones', async (t) => {
     await o.ready();
     const fd = openSync(join(dir, 'f'), 'w');
     t.teardown(() => closeSync(fd));
-    await t.rejects(o.write(fd, bad, 0, TS, GENESIS_PREV, 0), { code: 'WORKER' }, name);
+    await t.rejects(o.write(fd, bad, 0, TS, { prev: GENESIS_PREV, position: 0 }), { code: 'WORKER' }, name);
     t.equal(o.usable, false);
-    await t.rejects(o.write(fd, events, 0, TS, GENESIS_PREV, 0), { code: 'WORKER' });
+    await t.rejects(o.write(fd, events, 0, TS, { prev: GENESIS_PREV, position: 0 }), { code: 'WORKER' });
     t.equal(readFileSync(join(dir, 'f'), 'utf8'), '', 'nothing written');
     await o.close();
     t.same(failures, ['error'], 'reported once, as a failure');
@@ -183,7 +189,7 @@ t.test('close stops the worker', async (t) => {
   await o.close();
   t.same(failures, [], 'a close is not a failure');
   t.equal(o.usable, false);
-  await t.rejects(o.write(1, events, 0, TS, GENESIS_PREV, 0), { code: 'WORKER' });
+  await t.rejects(o.write(1, events, 0, TS, { prev: GENESIS_PREV, position: 0 }), { code: 'WORKER' });
 });
 
 /** Appends `n` records in bursts of `burst`, all at once within a burst. */
@@ -336,3 +342,105 @@ t.test('a failed offloaded write fails closed, then the writer recovers', async 
     'refused records were never written',
   );
 });
+
+t.test('a job placed after the previous one is chained and written right behind it', async (t) => {
+  const { o, path, fd } = await helperAndFile(t);
+  const first = expected(mixed, 0, GENESIS_PREV);
+  const second = expected(events, mixed.length, first.hash);
+  // Both handed over before either is answered: the second follows whatever the first wrote.
+  const [a, b] = await Promise.all([
+    o.write(fd, mixed, 0, TS, { prev: GENESIS_PREV, position: 0 }),
+    o.write(fd, events, mixed.length, TS, 'after-previous'),
+  ]);
+  const bytes = Buffer.byteLength(first.text);
+  t.same(a, { kind: 'written', hash: first.hash, bytes, position: 0 });
+  t.same(b, { kind: 'written', hash: second.hash, bytes: Buffer.byteLength(second.text), position: bytes });
+  t.equal(readFileSync(path, 'utf8'), first.text + second.text, 'byte for byte, back to back');
+});
+
+t.test('a job after one that was not written is cancelled, not written', async (t) => {
+  const { o, path, fd } = await helperAndFile(t);
+  const ro = openSync(path, 'r');
+  t.teardown(() => closeSync(ro));
+  const failed = o.write(ro, events, 0, TS, { prev: GENESIS_PREV, position: 0 });
+  const behind = o.write(fd, events, events.length, TS, 'after-previous');
+  await t.rejects(failed, { code: 'EBADF', position: 0, written: 0 });
+  await t.rejects(behind, { code: 'CANCELLED' });
+  // Over its limit: not written either, and the one behind it neither.
+  const size = Buffer.byteLength(expected(events, 0, GENESIS_PREV).text);
+  const over = o.write(fd, events, 0, TS, { prev: GENESIS_PREV, position: 0 }, size - 1);
+  const behindOver = o.write(fd, events, events.length, TS, 'after-previous');
+  t.same(await over, { kind: 'over', bytes: size });
+  await t.rejects(behindOver, { code: 'CANCELLED' });
+  t.equal(readFileSync(path).length, 0, 'nothing written');
+  // An explicit place starts again.
+  t.equal((await o.write(fd, events, 0, TS, { prev: GENESIS_PREV, position: 0 })).kind, 'written');
+});
+
+t.test('cancel: jobs handed over before it that the worker has not begun are not written', async (t) => {
+  const { o, path, fd } = await helperAndFile(t);
+  // A first batch big enough that the worker is still chaining it when cancel() runs.
+  const big = Array.from({ length: 4000 }, (_, i) => eventSegments(request(i)));
+  const first = o.write(fd, big, 0, TS, { prev: GENESIS_PREV, position: 0 }).then(
+    (r) => r.kind,
+    (err: { code?: string }) => err.code,
+  );
+  const second = o.write(fd, events, big.length, TS, 'after-previous');
+  o.cancel();
+  await t.rejects(second, { code: 'CANCELLED' });
+  const kind = await first;
+  const want = expected(big, 0, GENESIS_PREV).text;
+  t.ok(kind === 'CANCELLED' || kind === 'written', `first: ${kind}`);
+  t.equal(readFileSync(path, 'utf8'), kind === 'written' ? want : '', 'only what was answered written');
+  // Jobs handed over after the cancel are written.
+  t.equal((await o.write(fd, events, 0, TS, { prev: GENESIS_PREV, position: 0 })).kind, 'written');
+});
+
+t.test(
+  'the writer hands over the next batch while the helper writes; a failure fails them all',
+  async (t) => {
+    for (const depth of [1, 2, 4]) {
+      const dir = tempDir(t);
+      const w = await openWriter(dir, { offloadDepth: depth });
+      await w.offloadReady();
+      // Appends a tick apart: each becomes its own batch, handed over behind the last.
+      const spread = async (from: number, n: number) => {
+        const appends: Promise<'durable' | 'refused'>[] = [];
+        for (let i = 0; i < n; i++) {
+          appends.push(
+            w.append(request(from + i)).then(
+              () => 'durable' as const,
+              () => 'refused' as const,
+            ),
+          );
+          await new Promise<void>((resolve) => setImmediate(resolve));
+        }
+        return Promise.all(appends);
+      };
+      const ok = await spread(0, 200);
+      t.ok(
+        ok.every((r) => r === 'durable'),
+        `depth ${depth}: all durable`,
+      );
+      t.ok(w.stats().offloadedBatches > 1, `depth ${depth}: ${w.stats().offloadedBatches} batches offloaded`);
+      closeSync(fdOf(join(dir, auditFiles(dir).at(-1)!)));
+      const failed = await spread(1000, 50);
+      t.ok(
+        failed.every((r) => r === 'refused'),
+        `depth ${depth}: every append behind the failure is refused`,
+      );
+      await new Promise<void>((resolve) => w.once('health', () => resolve()));
+      await spread(2000, 20);
+      await w.close();
+      const report = await verifyAuditDir(dir);
+      t.equal(report.ok, true, JSON.stringify(report.firstError));
+      const ids = readRecords(dir).map((r) => r.requestId);
+      t.equal(ids.filter((id) => typeof id === 'string' && /^req-\d$|^req-\d{1,3}$/.test(id)).length, 200);
+      t.notOk(
+        ids.some((id) => typeof id === 'string' && /^req-1\d{3}$/.test(id)),
+        `depth ${depth}: refused records never written`,
+      );
+      t.equal(ids.filter((id) => typeof id === 'string' && /^req-2\d{3}$/.test(id)).length, 20);
+    }
+  },
+);
