@@ -5,8 +5,9 @@
 // record without `hash`). `append` resolves only after the record's line is durable:
 // written to a descriptor opened O_DSYNC (the default file system), or written and
 // fsync'd. With the default file system, batches of callers' records are chained and
-// written by a helper thread (write-offload.ts) with the same chainLine; the writer keeps
-// the file, the head, checkpoints, the timeout, failure and recovery. Records that
+// written by a helper thread (write-offload.ts) with the same chainLine, the next one
+// handed over while the helper writes the one before ("the pipeline" below); the writer
+// keeps the file, the head, checkpoints, the timeout, failure and recovery. Records that
 // arrive while a batch is being written go out together in the next batch (group
 // commit), so one durable write covers many requests under load; an idle writer writes
 // at once (`groupCommitMaxDelayMs` 0). Batches are written at explicit offsets into
@@ -78,7 +79,7 @@ export interface AuditOpLogger {
 export interface AuditWriterOptions {
   dir: string;
   signer: AuditSigner;
-  /** Rotate when the current file reaches this size (checked between batches, so a file may exceed it by one batch). Default 64 MiB. */
+  /** Rotate when the current file reaches this size (checked between batches, so a file may exceed it by the batches with the write helper, offloadDepth at most). Default 64 MiB. */
   maxFileBytes?: number;
   /** Rotate when the current file is this old. Default 24 h. */
   maxFileAgeMs?: number;
@@ -97,7 +98,7 @@ export interface AuditWriterOptions {
    * off the write path; trimmed at rotation and stop. Needs `fs.truncate`.
    */
   reserveBytes?: number;
-  /** Bound on open + durable write of one batch. Default 2000 ms. */
+  /** Bound on open + durable write of one batch (for a batch behind others with the helper, counted from when the one before it is answered). Default 2000 ms. */
   writeTimeoutMs?: number;
   /** Retry interval while unhealthy. Default 1000 ms. */
   probeIntervalMs?: number;
