@@ -115,7 +115,10 @@ export class AuditWriteOffload {
       const w = this.#waiting.get(m.id);
       if (!w) return;
       this.#waiting.delete(m.id);
-      if ('error' in m) w.reject(failure(m.error, `audit write failed (${m.error})`, m));
+      if ('error' in m)
+        w.reject(
+          failure(m.error, `audit write failed (${m.error})`, { written: m.written, position: m.position }),
+        );
       else if ('cancelled' in m) w.reject(failure('CANCELLED', 'audit write cancelled'));
       else if ('over' in m) w.resolve({ kind: 'over', bytes: m.over });
       else w.resolve({ kind: 'written', hash: m.hash, bytes: m.bytes, position: m.position });
