@@ -148,6 +148,8 @@ export interface AuditStats {
   rotations: number;
   /** Batches the helper thread chained and wrote (the rest the writer built itself). */
   offloadedBatches: number;
+  /** Of those, batches handed over while the one before was still with the helper (offloadDepth > 1). */
+  pipelinedBatches: number;
   recoveries: number;
   pending: number;
   /** Reserved bytes ahead of the records in the current file (reserveBytes; 0 until a fill has finished). */
@@ -176,8 +178,6 @@ interface Job {
   posted: number;
   /** The write timeout, armed once the job before it is settled. */
   timer: NodeJS.Timeout | null;
-  /** Answered or failed: nothing more to do for it. */
-  done: boolean;
   settled: Promise<void>;
   settle: () => void;
 }
@@ -263,8 +263,6 @@ export class AuditWriter extends EventEmitter {
   #unsettled = 0;
   /** Batches with the helper thread, oldest first (the pipeline; see #post). */
   readonly #jobs: Job[] = [];
-  /** A zero fill came due while batches were with the helper: it starts once they are written. */
-  #fillDue = false;
 
   #recordsSinceCheckpoint = 0;
   #lastCheckpointAt = 0;
@@ -292,6 +290,7 @@ export class AuditWriter extends EventEmitter {
     checkpointFailures: 0,
     rotations: 0,
     offloadedBatches: 0,
+    pipelinedBatches: 0,
     recoveries: 0,
     pending: 0,
     reservedBytes: 0,
@@ -628,8 +627,8 @@ export class AuditWriter extends EventEmitter {
   /** Whether the next batch of caller records can go to the helper now, behind any already there. */
   #canPost(): boolean {
     if (!this.#offload?.usable || this.#fd === null || !this.#healthy || this.#closed) return false;
-    // A zero fill in progress bounds a batch's bytes; one that came due must start first.
-    if (this.#reserving || this.#fillDue) return false;
+    // A zero fill in progress bounds a batch's bytes; one that is due must start first.
+    if (this.#reserving || this.#fillRange()) return false;
     const now = this.#now().getTime();
     return !this.#rotationDue(now) && !this.#checkpointDueAt(now);
   }
@@ -646,11 +645,12 @@ export class AuditWriter extends EventEmitter {
     const bodies = batch.map((p) => p.seg);
     let settle!: () => void;
     const settled = new Promise<void>((resolve) => (settle = resolve));
-    const job: Job = { batch, seq, posted: performance.now(), timer: null, done: false, settled, settle };
+    const job: Job = { batch, seq, posted: performance.now(), timer: null, settled, settle };
     const op = offload.write(this.#fd!, bodies, seq, ts, at);
     this.#track(op);
     this.#jobs.push(job);
-    if (!before) this.#arm(job);
+    if (before) this.#stats.pipelinedBatches++;
+    else this.#arm(job);
     op.then(
       (o) => this.#answered(job, o),
       (err: unknown) => this.#jobFailed(job, err),
@@ -670,14 +670,13 @@ export class AuditWriter extends EventEmitter {
   }
 
   #answered(job: Job, o: WriteOutcome): void {
-    if (job.done) return;
+    if (!this.#jobs.includes(job)) return; // failed already (timeout, or a batch before it)
     // Without a limit the helper never answers 'over'; answers come in order.
     if (o.kind !== 'written' || this.#jobs[0] !== job) {
       this.#jobFailed(job, Object.assign(new Error('audit helper: unexpected answer'), { code: 'WORKER' }));
       return;
     }
     this.#jobs.shift();
-    job.done = true;
     if (job.timer) clearTimeout(job.timer);
     this.#stats.offloadedBatches++;
     const last = { seq: job.seq + job.batch.length - 1, hash: o.hash };
@@ -690,12 +689,11 @@ export class AuditWriter extends EventEmitter {
 
   /** `job` failed (error, timeout, dead helper): it and every batch behind it fail closed. */
   #jobFailed(job: Job, err: unknown): void {
-    if (job.done) return;
+    if (!this.#jobs.includes(job)) return; // answered or failed already
     const jobs = this.#jobs.splice(0);
     this.#offload?.cancel();
     let records = 0;
     for (const j of jobs) {
-      j.done = true;
       if (j.timer) clearTimeout(j.timer);
       records += j.batch.length;
     }
@@ -842,7 +840,6 @@ export class AuditWriter extends EventEmitter {
       this.#reserving = null;
       this.#reserveFailed = false;
       this.#fillEnd = 0;
-      this.#fillDue = false;
     }
     const last = records[records.length - 1]!;
     this.#written(records.length, last, buf.length, performance.now() - started, records);
@@ -950,24 +947,25 @@ export class AuditWriter extends EventEmitter {
     return r && position + bytes > r.from ? r.done : undefined;
   }
 
-  /** Start filling the next stretch of the current file when less than half a reservation is left. */
-  #reserveAhead(): void {
+  /** The stretch of the current file a zero fill should cover now (less than half a reservation left), or null. */
+  #fillRange(): { fd: number; from: number; to: number } | null {
     const size = this.#o.reserveBytes;
     const fd = this.#fd;
     // Not while closing: the stop records are the file's last, and the space would be cut off.
-    if (size === 0 || fd === null || this.#reserving || this.#reserveFailed || this.#closed) return;
+    if (size === 0 || fd === null || this.#reserving || this.#reserveFailed || this.#closed) return null;
     const at = this.#fileBytes;
-    if (this.#reservedEnd - at >= size / 2) return;
-    // Where the batches still with the helper end is not known yet: once they are written.
-    if (this.#jobs.length > 0) {
-      this.#fillDue = true;
-      return;
-    }
-    this.#fillDue = false;
+    if (this.#reservedEnd - at >= size / 2) return null;
     const from = this.#reservedEnd >= at ? this.#reservedEnd : at + Math.min(RESERVE_GAP, size / 4);
     // Rotation comes at maxFileBytes: space past it would only be cut off again.
     const to = Math.min(from + size, this.#o.maxFileBytes);
-    if (to <= from) return;
+    return to > from ? { fd, from, to } : null;
+  }
+
+  /** Start the zero fill that is due, unless batches are with the helper: where they end is not known until they are answered (the last answer starts it). */
+  #reserveAhead(): void {
+    const range = this.#jobs.length === 0 ? this.#fillRange() : null;
+    if (!range) return;
+    const { fd, from, to } = range;
     this.#fillEnd = to;
     // Still the current fill (a new file resets #reserving): only then does it count.
     const current = (): boolean => this.#reserving?.done === done;
@@ -1068,7 +1066,6 @@ export class AuditWriter extends EventEmitter {
     const fd = this.#fd;
     this.#fd = null;
     this.#nextFileName = null;
-    this.#fillDue = false;
     // The file is abandoned: close it only once the call that failed or hung has settled,
     // keeping every byte a write may have put there (evidence for the resume marker).
     if (fd !== null) this.#retire(fd, reach);
