@@ -630,7 +630,13 @@ export class AuditWriter extends EventEmitter {
     // A zero fill in progress bounds a batch's bytes; one that is due must start first.
     if (this.#reserving || this.#fillRange()) return false;
     const now = this.#now().getTime();
-    return !this.#rotationDue(now) && !this.#checkpointDueAt(now);
+    if (this.#rotationDue(now) || this.#checkpointDueAt(now)) return false;
+    // A checkpoint by count that the batches already handed over will make due goes
+    // before this one, as it would if they had been answered: the spacing of checkpoints
+    // does not grow with the pipeline.
+    let ahead = this.#recordsSinceCheckpoint;
+    for (const j of this.#jobs) ahead += j.batch.length;
+    return ahead < this.#o.checkpointEveryRecords;
   }
 
   /** Hand `batch` to the helper; its appends settle when the answer comes (#answered, #jobFailed). */
