@@ -10,7 +10,8 @@
         "native/convert.cc",
         "native/attrs.cc",
         "native/errors.cc",
-        "native/secure.cc"
+        "native/secure.cc",
+        "native/audit_write.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

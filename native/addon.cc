@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "audit_write.h"
 #include "convert.h"
 #include "module.h"
 #include "session_pool.h"
@@ -538,6 +539,7 @@ Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("initToken", Napi::Function::New(env, InitTokenJs));
   exports.Set("rvName", Napi::Function::New(env, RvName));
   exports.Set("rvValue", Napi::Function::New(env, RvValue));
+  exports.Set("AuditWriteThread", AuditWriteThreadClass(env));
   return exports;
 }
 

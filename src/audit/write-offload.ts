@@ -4,68 +4,54 @@
 // Why: on the data plane the event loop is the daemon's bottleneck, and a durable write
 // (plus hashing every record) is work it need not do. The loop serializes each record at
 // append (the pipeline's records reuse cached JSON of their frozen parts and repeated row
-// members); a batch's bodies are posted as one string (packBatch). The worker
-// (write-worker.ts) chains the records with the same chainLine and writes the batch to
-// the descriptor the writer opened, answering with the new head: the bytes on disk do
-// not depend on which thread built them.
+// members); a batch's bodies are handed over as one string (packBatch). The thread
+// (native/audit_write.cc) chains the records exactly as chainLine does and writes the
+// batch to the descriptor the writer opened, answering with the new head: the bytes on
+// disk do not depend on which side built them.
 //
-// Records with item rows once went over as events, serialized here: that saved the loop
-// time in the writer alone, but in the daemon under BatchUnwrap load it cost more in all
-// (the clone on the loop, its decoding and the serialization here: 3-4 µs of CPU per DEK
-// more, 4-13% fewer DEKs/s in alternating runs), so every record is serialized at append.
+// The thread is native, not a worker_threads Worker. With a Worker every batch crossed
+// two MessagePorts (a structured clone and an event dispatched on each side, plus a V8
+// isolate of its own for a few string joins and SHA-256s); in the daemon under unary load
+// that cost the loop about 4.6 µs per call in postMessage alone (bench/RESULTS.md, eighth
+// pass). A hand-over is now one Node-API call that copies the packed string and wakes
+// the thread; the answers of all the batches finished meanwhile come back in one call.
+//
+// Records with item rows once went over as events, serialized on the helper: that saved
+// the loop time in the writer alone, but in the daemon under BatchUnwrap load it cost
+// more in all, so every record is serialized at append.
 //
 // A job says where its batch goes: after a given record (its hash) at a given offset, or
 // right after the previous job's batch ("after-previous"). The second lets the writer
-// hand over the next batch while the worker is still writing this one, instead of
-// waiting for its answer (a pipeline): the worker keeps the end of the chain it wrote and
+// hand over the next batch while the thread is still writing this one, instead of
+// waiting for its answer (a pipeline): the thread keeps the end of the chain it wrote and
 // where it ended. A follow-on job whose predecessor was not written (an error, a batch
 // over its limit, a cancelled job) is not written either: it is answered `cancelled`.
-// `cancel()` makes every job posted before it that the worker has not yet begun writing
-// answer `cancelled` (a counter shared with the worker, read before each write): once the
+// `cancel()` makes every job handed over before it that the thread has not yet begun
+// writing answer `cancelled` (a counter the thread reads before each write): once the
 // writer has failed a batch closed, nothing queued behind it reaches the file.
 //
 // The writer keeps everything else: which file, rotation, checkpoints (signed by the
 // HSM on the loop's side), the write timeout, failure and recovery, the reserved space.
-// It hands over only batches made of caller records, only while a file is open, and
-// only once the worker has said it is ready; anything else it builds and writes itself.
-// A job says how many bytes it may take (`limit`: where a zero fill of reserved space
-// begins); a batch that would take more is answered `over` and not written. An I/O error
-// comes back as an answer (`error`: the errno name, where the batch was written and the
-// bytes written before it) and the batch fails closed as any failed write does. If the
-// thread dies, its jobs fail (the writer fails them closed: it cannot know what reached
-// the file, so the resume marker will say) and the helper stays unusable: the writer logs
-// a warning and carries on without it.
+// It hands over only batches made of caller records, and only while a file is open;
+// anything else it builds and writes itself. A job says how many bytes it may take
+// (`limit`: where a zero fill of reserved space begins); a batch that would take more is
+// answered `over` and not written. An I/O error comes back as an answer (the errno name,
+// where the batch was written and the bytes written before it) and the batch fails closed
+// as any failed write does. A job the thread cannot parse (a bug here) ends the thread:
+// its jobs fail (the writer fails them closed: it cannot know what reached the file, so
+// the resume marker will say) and the helper stays unusable: the writer logs a warning
+// and carries on without it. So does a native addon that cannot be loaded.
 
-import { Worker } from 'node:worker_threads';
 import type { BodySegments } from './canonical.js';
+import { errorKind } from './errors.js';
 import { packBatch } from './chain-batch.js';
+import { addon, AUDIT_ANSWER, type RawAuditWriteThread } from '../hsm/native.js';
 
 /**
  * Where a batch goes: after the record whose hash is `prev`, at file offset `position`;
  * or right after the previous job's batch, in the same file (that job must be written).
  */
 export type WriteAt = { prev: string; position: number } | 'after-previous';
-
-export interface WriteJob {
-  id: number;
-  fd: number;
-  /** packBatch of the records' bodies. */
-  packed: string;
-  /** The first record's seq and the batch's timestamp. */
-  seq: number;
-  ts: string;
-  at: WriteAt;
-  /** Most bytes the batch may take where it goes, or -1 for no limit. */
-  limit: number;
-  /** The cancel count when the job was posted: a job posted before a cancel() is not written. */
-  epoch: number;
-}
-
-export type WriteAnswer =
-  | { id: number; hash: string; bytes: number; position: number }
-  | { id: number; over: number }
-  | { id: number; error: string; written: number; position: number }
-  | { id: number; cancelled: true };
 
 /** What a job came to: written (with the new head, at `position`), or not written and why. */
 export type WriteOutcome =
@@ -82,71 +68,34 @@ function failure(code: string, message: string, where?: { written: number; posit
   return Object.assign(new Error(message), { code }, where ?? {});
 }
 
-/** The worker module next to this one (.ts when this file runs from source, as under tap). */
-function workerUrl(): URL {
-  const ext = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
-  return new URL(`./write-worker${ext}`, import.meta.url);
-}
-
 export class AuditWriteOffload {
-  readonly #worker: Worker;
-  /** [0]: how many times cancel() was called; the worker reads it before each write. */
-  readonly #epoch = new Int32Array(new SharedArrayBuffer(4));
+  readonly #thread: RawAuditWriteThread | null;
   readonly #waiting = new Map<number, Waiting>();
+  readonly #onFailure: ((reason: string) => void) | undefined;
   #nextId = 1;
-  #ready = false;
-  #dead = false;
-  #closing = false;
-  readonly #readyPromise: Promise<boolean>;
+  #usable = false;
 
-  /** `onFailure`: called once if the thread fails or exits while not being closed (for the operational log). */
+  /** `onFailure`: called once if the thread fails or cannot start (for the operational log). */
   constructor(onFailure?: (reason: string) => void) {
-    this.#worker = new Worker(workerUrl(), { workerData: { epoch: this.#epoch } });
-    // Never keeps the process alive: the writer's own work does.
-    this.#worker.unref();
-    let settle!: (ok: boolean) => void;
-    this.#readyPromise = new Promise((resolve) => (settle = resolve));
-    this.#worker.on('message', (m: WriteAnswer | { ready: true }) => {
-      if ('ready' in m) {
-        this.#ready = !this.#dead && !this.#closing;
-        settle(this.#ready);
-        return;
-      }
-      const w = this.#waiting.get(m.id);
-      if (!w) return;
-      this.#waiting.delete(m.id);
-      if ('error' in m)
-        w.reject(
-          failure(m.error, `audit write failed (${m.error})`, { written: m.written, position: m.position }),
-        );
-      else if ('cancelled' in m) w.reject(failure('CANCELLED', 'audit write cancelled'));
-      else if ('over' in m) w.resolve({ kind: 'over', bytes: m.over });
-      else w.resolve({ kind: 'written', hash: m.hash, bytes: m.bytes, position: m.position });
-    });
-    const die = (why: unknown): void => {
-      if (this.#dead) return;
-      this.#dead = true;
-      if (!this.#closing) {
-        onFailure?.(why instanceof Error ? 'error' : `exit ${String(why)}`);
-      }
-      this.#ready = false;
-      settle(false);
-      const err = failure('WORKER', 'audit write worker stopped');
-      for (const w of this.#waiting.values()) w.reject(err);
-      this.#waiting.clear();
-    };
-    this.#worker.on('error', die);
-    this.#worker.on('exit', die);
+    this.#onFailure = onFailure;
+    let thread: RawAuditWriteThread | null = null;
+    try {
+      thread = new (addon().AuditWriteThread)((flat) => this.#answers(flat));
+      this.#usable = true;
+    } catch {
+      onFailure?.('error');
+    }
+    this.#thread = thread;
   }
 
-  /** Resolves true once the worker takes jobs, false if it failed first. */
+  /** Resolves true if the thread takes jobs, false if it failed to start. */
   ready(): Promise<boolean> {
-    return this.#readyPromise;
+    return Promise.resolve(this.#thread !== null);
   }
 
-  /** Whether the writer may hand it a batch now (ready, not dead, not closing). */
+  /** Whether the writer may hand it a batch now (started, not failed, not closed). */
   get usable(): boolean {
-    return this.#ready;
+    return this.#usable;
   }
 
   /** Jobs sent and not answered yet. */
@@ -169,25 +118,60 @@ export class AuditWriteOffload {
     at: WriteAt,
     limit = -1,
   ): Promise<WriteOutcome> {
-    if (!this.usable) return Promise.reject(failure('WORKER', 'audit write worker unavailable'));
+    if (!this.#usable || !this.#thread)
+      return Promise.reject(failure('WORKER', 'audit write helper unavailable'));
     const id = this.#nextId++;
-    const epoch = Atomics.load(this.#epoch, 0);
-    const job: WriteJob = { id, fd, packed: packBatch(bodies), seq, ts, at, limit, epoch };
-    this.#worker.postMessage(job);
+    const prev = at === 'after-previous' ? null : at.prev;
+    const position = at === 'after-previous' ? 0 : at.position;
+    this.#thread.write(id, fd, packBatch(bodies), seq, ts, prev, position, limit);
     return new Promise<WriteOutcome>((resolve, reject) => {
       this.#waiting.set(id, { resolve, reject });
     });
   }
 
-  /** Every job posted so far that the worker has not begun writing is answered CANCELLED. */
+  /** Every job handed over so far that the thread has not begun writing is answered CANCELLED. */
   cancel(): void {
-    Atomics.add(this.#epoch, 0, 1);
+    this.#thread?.cancel();
   }
 
-  /** Stop the thread (jobs still waiting fail). */
-  async close(): Promise<void> {
-    this.#closing = true;
-    this.#ready = false;
-    await this.#worker.terminate();
+  /** Stop the thread after the write it is on; jobs still waiting fail. */
+  close(): Promise<void> {
+    this.#stop(failure('WORKER', 'audit write helper closed'));
+    return Promise.resolve();
+  }
+
+  /** The thread's answers, five entries each (native/audit_write.cc). */
+  #answers(flat: Array<number | string>): void {
+    for (let i = 0; i + 4 < flat.length; i += 5) {
+      const id = flat[i] as number;
+      const kind = flat[i + 1] as number;
+      const text = flat[i + 2] as string;
+      const bytes = flat[i + 3] as number;
+      const position = flat[i + 4] as number;
+      if (kind === AUDIT_ANSWER.dead) {
+        // A job the thread could not parse: it has stopped, and every job with it fails.
+        this.#onFailure?.('error');
+        this.#stop(failure('WORKER', 'audit write helper stopped'));
+        return;
+      }
+      const w = this.#waiting.get(id);
+      if (!w) continue;
+      this.#waiting.delete(id);
+      if (kind === AUDIT_ANSWER.written) w.resolve({ kind: 'written', hash: text, bytes, position });
+      else if (kind === AUDIT_ANSWER.over) w.resolve({ kind: 'over', bytes });
+      else if (kind === AUDIT_ANSWER.cancelled) w.reject(failure('CANCELLED', 'audit write cancelled'));
+      else {
+        const code = errorKind({ code: text });
+        w.reject(failure(code, `audit write failed (${code})`, { written: bytes, position }));
+      }
+    }
+  }
+
+  #stop(err: Error): void {
+    if (!this.#usable) return;
+    this.#usable = false;
+    this.#thread?.close();
+    for (const w of this.#waiting.values()) w.reject(err);
+    this.#waiting.clear();
   }
 }

@@ -1,5 +1,6 @@
 // Loads the compiled addon (build/Release/hyokd_native.node) and types its raw surface.
-// Only src/hsm/ imports this file; everything else uses `HsmBackend`.
+// src/hsm/ imports this file for the HSM (everything else uses `HsmBackend`), and the
+// audit writer for its write helper thread (src/audit/write-offload.ts).
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -57,7 +58,29 @@ export interface RawAddon {
   }): Promise<{ slotId: number; serialNumber: string }>;
   rvName(rv: number): string;
   rvValue(name: string): number | undefined;
+  /** The audit write helper thread (native/audit_write.cc). */
+  AuditWriteThread: new (onAnswers: (flat: Array<number | string>) => void) => RawAuditWriteThread;
 }
+
+/** native/audit_write.cc; every answer is five entries of `onAnswers`' array: id, kind, text, bytes, position. */
+export interface RawAuditWriteThread {
+  /** `prev` null: right after the previous job's batch. `limit` -1: none. */
+  write(
+    id: number,
+    fd: number,
+    packed: string,
+    seq: number,
+    ts: string,
+    prev: string | null,
+    position: number,
+    limit: number,
+  ): void;
+  cancel(): void;
+  close(): void;
+}
+
+/** The `kind` of an answer from RawAuditWriteThread. */
+export const AUDIT_ANSWER = { written: 0, over: 1, error: 2, cancelled: 3, dead: 4 } as const;
 
 function findAddon(): string {
   // dist/src/hsm/ (compiled) and src/hsm/ (run by tap through tsx) both reach the

@@ -143,3 +143,16 @@ export class FaultyFs implements AuditFs {
     return nodeAuditFs.fsync(fd);
   }
 }
+
+/**
+ * Resolves at the writer's next 'health' event. The recovery probe's timer does not keep
+ * the process alive (a daemon's server does), so a ref'd timer holds the test open meanwhile.
+ */
+export async function nextHealth(w: AuditWriter): Promise<void> {
+  const hold = setInterval(() => {}, 1000);
+  try {
+    await new Promise<void>((resolve) => w.once('health', () => resolve()));
+  } finally {
+    clearInterval(hold);
+  }
+}

@@ -6,11 +6,12 @@ import t, { type Test } from 'tap';
 import { closeSync, openSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { bodySegments, chainLine, GENESIS_PREV, type BodySegments } from '../../src/audit/canonical.js';
-import { chainBatch, packBatch, unpackBatch } from '../../src/audit/chain-batch.js';
+import { packBatch } from '../../src/audit/chain-batch.js';
+import { addon } from '../../src/hsm/native.js';
 import { eventSegments, type RequestEvent } from '../../src/audit/record.js';
 import { verifyAuditDir } from '../../src/audit/verify.js';
 import { AuditWriteOffload } from '../../src/audit/write-offload.js';
-import { auditFiles, FaultyFs, openWriter, readRecords, request, tempDir } from './fixtures.js';
+import { auditFiles, FaultyFs, nextHealth, openWriter, readRecords, request, tempDir } from './fixtures.js';
 
 const TS = '2026-12-01T00:00:00.000Z';
 
@@ -18,7 +19,7 @@ class Tagged {
   constructor(readonly tag: string) {}
 }
 
-/** Events of every shape the serializer treats specially: the worker must write what the loop would. */
+/** Events of every shape the serializer treats specially: the thread must write what the loop would. */
 const eventShapes: object[] = [
   request(0),
   request(1, { context: { reason: 'r', upstreamRequestId: 'u-1' }, details: { envelope: 'ab' } }),
@@ -54,8 +55,17 @@ const eventShapes: object[] = [
 ];
 /** The bodies as the writer hands them over: serialized at append. */
 const events: BodySegments[] = eventShapes.map((e) => eventSegments(e));
-/** What the loop would write for `bodies`. */
-const expected = (bodies: BodySegments[], seq: number, prev: string) => chainBatch(bodies, seq, TS, prev);
+/** What the loop would write for `bodies`: chainLine's lines, one after the other. */
+function expected(bodies: BodySegments[], seq: number, prev: string): { text: string; hash: string } {
+  let text = '';
+  let hash = prev;
+  bodies.forEach((s, i) => {
+    const r = chainLine(s, seq + i, TS, hash);
+    hash = r.hash;
+    text += r.line + '\n';
+  });
+  return { text, hash };
+}
 const mixed: BodySegments[] = [
   eventSegments(request(50)),
   ...events,
@@ -63,7 +73,7 @@ const mixed: BodySegments[] = [
   eventSegments(request(51)),
 ];
 
-t.test('the worker chains and writes at its offset, as the loop would', async (t) => {
+t.test('the thread chains and writes at its offset, as the loop would', async (t) => {
   const dir = tempDir(t);
   const o = new AuditWriteOffload();
   t.teardown(() => o.close());
@@ -91,25 +101,46 @@ t.test('the worker chains and writes at its offset, as the loop would', async (t
   t.equal(o.inflight, 0);
 });
 
-t.test('a packed batch unpacks to the same bodies', async (t) => {
-  t.same(unpackBatch(packBatch(mixed)), mixed);
-  t.same(unpackBatch(packBatch([])), []);
-  t.same(unpackBatch(packBatch([mixed[2]!])), [mixed[2]]);
-  t.throws(() => unpackBatch('a\u001fb'), TypeError, 'too few segments');
+t.test('an empty batch writes nothing and keeps the head', async (t) => {
+  const { o, path, fd } = await helperAndFile(t);
+  const prev = 'c'.repeat(64);
+  t.same(await o.write(fd, [], 9, TS, { prev, position: 0 }), {
+    kind: 'written',
+    hash: prev,
+    bytes: 0,
+    position: 0,
+  });
+  t.equal(readFileSync(path).length, 0);
 });
 
-t.test('chainBatch makes the lines chainLine makes, in order', async (t) => {
-  const prev = 'c'.repeat(64);
-  const b = chainBatch(mixed, 7, TS, prev);
-  let text = '';
-  let hash = prev;
-  mixed.forEach((s, i) => {
-    const r = chainLine(s, 7 + i, TS, hash);
-    hash = r.hash;
-    text += r.line + '\n';
-  });
-  t.same(b, { text, hash });
-  t.same(chainBatch([], 0, TS, GENESIS_PREV), { text: '', hash: GENESIS_PREV });
+t.test('the native thread refuses malformed arguments with a TypeError or RangeError', async (t) => {
+  const Thread = addon().AuditWriteThread;
+  t.throws(() => new (Thread as unknown as new () => unknown)(), TypeError, 'no callback');
+  const th = new Thread(() => {});
+  t.teardown(() => th.close());
+  const w = th.write.bind(th) as (...a: unknown[]) => void;
+  const ok: unknown[] = [1, 1, packBatch(events), 0, TS, GENESIS_PREV, 0, -1];
+  const bad: Array<[number, unknown, ErrorConstructor]> = [
+    [0, -1, RangeError],
+    [0, 1.5, RangeError],
+    [1, 2 ** 31, RangeError],
+    [1, 'x', TypeError],
+    [2, Buffer.from('x'), TypeError],
+    [3, -1, RangeError],
+    [3, 2 ** 60, RangeError],
+    [4, 1, TypeError],
+    [5, 7, TypeError],
+    [6, Number.NaN, RangeError],
+    [7, -2, RangeError],
+  ];
+  for (const [i, v, E] of bad) {
+    const args = ok.slice();
+    args[i] = v;
+    t.throws(() => w(...args), E, `argument ${i} = ${String(v)}`);
+  }
+  t.throws(() => w(...ok.slice(0, 7)), TypeError, 'too few arguments');
+  th.close();
+  t.throws(() => w(...ok), /stopped/, 'closed');
 });
 
 /** A ready helper and an empty file open for writing, both closed at teardown. */
@@ -138,7 +169,7 @@ t.test('a batch larger than its limit is not written', async (t) => {
   );
 });
 
-t.test('an I/O error is an answer with the errno name; the worker stays usable', async (t) => {
+t.test('an I/O error is an answer with the errno name; the thread stays usable', async (t) => {
   const dir = tempDir(t);
   const o = new AuditWriteOffload();
   t.teardown(() => o.close());
@@ -158,9 +189,9 @@ t.test('an I/O error is an answer with the errno name; the worker stays usable',
   t.ok(res.kind === 'written' && res.bytes > 0, 'next job fine');
 });
 
-t.test('a worker that dies fails its job and refuses new ones', async (t) => {
+t.test('a thread that dies fails its job and refuses new ones', async (t) => {
   // A segment holding a separator cannot come from the serializer; here it makes the
-  // worker's unpacking throw, which ends the thread, as any bug there would.
+  // thread's unpacking fail, which ends the thread, as any bug there would.
   const segment: BodySegments = ['"a":"\u001f"', '', '', '', '"type":"x"'];
   const record: BodySegments = ['"a":"\u001e"', '', '', '', '"type":"x"'];
   for (const [name, bad] of [
@@ -182,7 +213,7 @@ t.test('a worker that dies fails its job and refuses new ones', async (t) => {
   }
 });
 
-t.test('close stops the worker', async (t) => {
+t.test('close stops the thread', async (t) => {
   const failures: string[] = [];
   const o = new AuditWriteOffload((why) => failures.push(why));
   await o.ready();
@@ -205,7 +236,7 @@ async function appendBursts(
   }
 }
 
-t.test('the default writer hands caller batches to the worker; the chain verifies', async (t) => {
+t.test('the default writer hands caller batches to the thread; the chain verifies', async (t) => {
   const dir = tempDir(t);
   const w = await openWriter(dir);
   // Batches before the worker is ready are built on the loop: some here, then none.
@@ -323,12 +354,12 @@ t.test('a failed offloaded write fails closed, then the writer recovers', async 
   await appendBursts(w, 60, 20);
   t.ok(w.stats().offloadedBatches > 0, 'offloading');
   const before = w.stats().offloadedBatches;
-  // Pull the file out from under the worker: its next write gets EBADF.
+  // Pull the file out from under the thread: its next write gets EBADF.
   closeSync(fdOf(join(dir, auditFiles(dir).at(-1)!)));
   await t.rejects(w.append(request(1000)), { code: 'AUDIT_UNAVAILABLE', kind: 'EBADF' });
   t.equal(w.healthy(), false);
   await t.rejects(w.append(request(1001)), { code: 'AUDIT_UNAVAILABLE' }, 'refused while unhealthy');
-  await new Promise<void>((resolve) => w.once('health', () => resolve()));
+  await nextHealth(w);
   t.equal(w.healthy(), true, 'recovered');
   await appendBursts(w, 60, 20);
   t.ok(w.stats().offloadedBatches > before, 'offloading again in the new file');
@@ -377,9 +408,9 @@ t.test('a job after one that was not written is cancelled, not written', async (
   t.equal((await o.write(fd, events, 0, TS, { prev: GENESIS_PREV, position: 0 })).kind, 'written');
 });
 
-t.test('cancel: jobs handed over before it that the worker has not begun are not written', async (t) => {
+t.test('cancel: jobs handed over before it that the thread has not begun are not written', async (t) => {
   const { o, path, fd } = await helperAndFile(t);
-  // A first batch big enough that the worker is still chaining it when cancel() runs.
+  // A first batch big enough that the thread is still chaining it when cancel() runs.
   const big = Array.from({ length: 4000 }, (_, i) => eventSegments(request(i)));
   const first = o.write(fd, big, 0, TS, { prev: GENESIS_PREV, position: 0 }).then(
     (r) => r.kind,
@@ -401,22 +432,23 @@ t.test(
   async (t) => {
     for (const depth of [1, 2, 4]) {
       const dir = tempDir(t);
-      const w = await openWriter(dir, { offloadDepth: depth });
+      // One record per batch: a burst's drain hands over `depth` batches back to back,
+      // before any answer can come (answers come on a later turn of the event loop).
+      const w = await openWriter(dir, {
+        offloadDepth: depth,
+        groupCommitMaxRecords: 1,
+        checkpointEveryRecords: 50,
+      });
       await w.offloadReady();
-      // Appends a tick apart: each becomes its own batch, handed over behind the last.
-      const spread = async (from: number, n: number) => {
-        const appends: Promise<'durable' | 'refused'>[] = [];
-        for (let i = 0; i < n; i++) {
-          appends.push(
+      const spread = (from: number, n: number) =>
+        Promise.all(
+          Array.from({ length: n }, (_, i) =>
             w.append(request(from + i)).then(
               () => 'durable' as const,
               () => 'refused' as const,
             ),
-          );
-          await new Promise<void>((resolve) => setImmediate(resolve));
-        }
-        return Promise.all(appends);
-      };
+          ),
+        );
       const ok = await spread(0, 200);
       t.ok(
         ok.every((r) => r === 'durable'),
@@ -432,11 +464,19 @@ t.test(
         failed.every((r) => r === 'refused'),
         `depth ${depth}: every append behind the failure is refused`,
       );
-      await new Promise<void>((resolve) => w.once('health', () => resolve()));
+      await nextHealth(w);
       await spread(2000, 20);
       await w.close();
       const report = await verifyAuditDir(dir);
       t.equal(report.ok, true, JSON.stringify(report.firstError));
+      // Checkpoints by count keep their spacing however many batches are with the helper.
+      let since = 0;
+      let widest = 0;
+      for (const r of readRecords(dir)) {
+        if (r.type === 'checkpoint') since = 0;
+        else if (r.type === 'request') widest = Math.max(widest, ++since);
+      }
+      t.ok(widest <= 50, `depth ${depth}: at most 50 requests between checkpoints (${widest})`);
       const ids = readRecords(dir).map((r) => r.requestId);
       t.equal(ids.filter((id) => typeof id === 'string' && /^req-\d{1,3}$/.test(id)).length, 200);
       t.notOk(
