@@ -1,6 +1,7 @@
 #!/bin/sh
-# Runs the native engine's tests once with the addon built under AddressSanitizer and
-# UndefinedBehaviorSanitizer. Usage: sh scripts/asan-test.sh [test files...]
+# Runs the native engine's tests (and the audit write thread's) once with the addon
+# built under AddressSanitizer and UndefinedBehaviorSanitizer.
+# Usage: sh scripts/asan-test.sh [test files...]
 # The sanitizer build goes to build/Debug (the normal build in build/Release is kept).
 set -eu
 cd "$(dirname "$0")/.."
@@ -16,7 +17,7 @@ export HYOKD_NATIVE_BUILD=Debug
 export LD_PRELOAD="$asan $ubsan"
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
-if [ $# -eq 0 ]; then set -- test/hsm/native-ops.test.ts test/hsm/native-concurrency.test.ts test/hsm/native-args.test.ts test/hsm/native-backend.test.ts; fi
+if [ $# -eq 0 ]; then set -- test/hsm/native-ops.test.ts test/hsm/native-concurrency.test.ts test/hsm/native-args.test.ts test/hsm/native-backend.test.ts test/audit/write-offload.test.ts; fi
 rc=0
 npx tap --jobs=1 "$@" || rc=$?
 # Leave the tree configured for the normal Release build again.

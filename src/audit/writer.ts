@@ -862,7 +862,7 @@ export class AuditWriter extends EventEmitter {
     const bodies = entries.map((e) => e.seg);
     const started = performance.now();
     const position = this.#fileBytes;
-    // Furthest byte the write may reach: the worker stops at a fill's start; without a
+    // Furthest byte the write may reach: the helper stops at a fill's start; without a
     // fill in its way, unknown until it answers (an abandoned file is then not cut).
     let reach = Infinity;
     let out: Extract<WriteOutcome, { kind: 'written' }>;

@@ -239,7 +239,7 @@ async function appendBursts(
 t.test('the default writer hands caller batches to the thread; the chain verifies', async (t) => {
   const dir = tempDir(t);
   const w = await openWriter(dir);
-  // Batches before the worker is ready are built on the loop: some here, then none.
+  // The helper takes batches from the start (offloadReady resolves at once for a native thread).
   await appendBursts(w, 40, 20);
   t.equal(await w.offloadReady(), true);
   await appendBursts(w, 360, 40, 40);
