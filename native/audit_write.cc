@@ -28,7 +28,6 @@
 #include <array>
 #include <atomic>
 #include <cerrno>
-#include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <cstring>
@@ -48,16 +47,6 @@ namespace {
 
 constexpr char kSegmentSep = '\x1f';
 constexpr char kRecordSep = '\x1e';
-
-// Waking a thread that sleeps on a condition variable cost the event loop about 22 µs per
-// hand-over on the 2-vCPU VM this was measured on (a futex wake that has to interrupt an
-// idle vCPU), whatever the batch's size: under load, more than the rest of the hand-over.
-// So after each job the thread looks for the next one every kPollEvery, without being
-// woken, for kPollFor; only then does it park and need a wake-up. A batch handed over
-// meanwhile waits up to kPollEvery (the audit write itself takes longer); the thread pays
-// for the polls on its own core, a few µs each.
-constexpr auto kPollEvery = std::chrono::microseconds(200);
-constexpr auto kPollFor = std::chrono::milliseconds(20);
 
 struct WriteJob {
   double id = 0;
@@ -93,8 +82,6 @@ struct State {
   std::deque<WriteJob> jobs;
   std::vector<WriteAnswer> answers;
   bool delivery_scheduled = false;
-  // Waiting without a time limit: a new job must wake it (otherwise it polls).
-  bool parked = false;
   bool stopping = false;
   // The environment is being torn down: the threadsafe function may be gone, so the
   // thread must not touch it again.
@@ -191,17 +178,7 @@ void Run(std::shared_ptr<State> state) {
     WriteJob job;
     {
       std::unique_lock<std::mutex> lock(state->mu);
-      // Polls for a while before it parks: see kPollEvery.
-      auto idle_since = std::chrono::steady_clock::now();
-      while (!state->stopping && state->jobs.empty()) {
-        if (std::chrono::steady_clock::now() - idle_since < kPollFor) {
-          state->cv.wait_for(lock, kPollEvery);
-        } else {
-          state->parked = true;
-          state->cv.wait(lock, [&] { return state->stopping || !state->jobs.empty(); });
-          state->parked = false;
-        }
-      }
+      state->cv.wait(lock, [&] { return state->stopping || !state->jobs.empty(); });
       if (state->stopping) break;
       job = std::move(state->jobs.front());
       state->jobs.pop_front();
@@ -376,7 +353,7 @@ class AuditWriteThread : public Napi::ObjectWrap<AuditWriteThread> {
     std::lock_guard<std::mutex> lock(state_->mu);
     if (state_->stopping) throw Napi::Error::New(env, "audit write thread stopped");
     state_->jobs.push_back(std::move(job));
-    if (state_->parked) state_->cv.notify_one();
+    state_->cv.notify_one();
     if (inflight_++ == 0) state_->tsfn.Ref(env);
     return env.Undefined();
   }
