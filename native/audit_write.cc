@@ -66,9 +66,10 @@ enum class AnswerKind { kWritten = 0, kOver = 1, kError = 2, kCancelled = 3, kDe
 struct WriteAnswer {
   double id = 0;
   AnswerKind kind = AnswerKind::kWritten;
-  std::string text;  // written: the new head's hash; error: the errno name
-  int64_t bytes =
-      0;  // written: bytes of the batch; over: bytes it would take; error: bytes written before it
+  // written: the new head's hash; error: the errno name.
+  std::string text;
+  // written: the batch's bytes; over: the bytes it would take; error: those written before it.
+  int64_t bytes = 0;
   int64_t position = 0;
 };
 
