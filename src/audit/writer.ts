@@ -436,6 +436,8 @@ export class AuditWriter extends EventEmitter {
     } catch (err) {
       return Promise.reject(err);
     }
+    // Batches the helper has finished meanwhile settle now, not a loop turn later.
+    if (this.#jobs.length > 0) this.#offload?.poll();
     return new Promise<void>((resolve, reject) => {
       this.#pending.push({ seg, caller: true, resolve, reject });
       this.#kick();

@@ -76,6 +76,8 @@ export interface RawAuditWriteThread {
     limit: number,
   ): void;
   cancel(): void;
+  /** Hands the answers ready now to onAnswers at once; true if there were any. */
+  poll(): boolean;
   close(): void;
 }
 

@@ -113,6 +113,30 @@ t.test('an empty batch writes nothing and keeps the head', async (t) => {
   t.equal(readFileSync(path).length, 0);
 });
 
+t.test('poll() hands over the answers ready now, synchronously; nothing ready is false', async (t) => {
+  const dir = tempDir(t);
+  const fd = openSync(join(dir, 'f'), 'w');
+  t.teardown(() => closeSync(fd));
+  const seen: Array<number | string>[] = [];
+  const th = new (addon().AuditWriteThread)((flat) => seen.push(flat));
+  t.teardown(() => th.close());
+  t.equal(th.poll(), false, 'nothing handed over');
+  th.write(1, fd, packBatch(events), 0, TS, GENESIS_PREV, 0, -1);
+  // Block the event loop (the thread's notification cannot run) until the answer is there.
+  const block = new Int32Array(new SharedArrayBuffer(4));
+  for (let i = 0; i < 200 && seen.length === 0; i++) {
+    Atomics.wait(block, 0, 0, 10);
+    if (th.poll()) break;
+  }
+  t.equal(seen.length, 1, 'delivered inside poll(), before the loop ran');
+  const want = expected(events, 0, GENESIS_PREV);
+  t.same(seen[0], [1, 0, want.hash, Buffer.byteLength(want.text), 0]);
+  t.equal(th.poll(), false, 'nothing left');
+  // The notification that was already on its way finds nothing to deliver.
+  await new Promise<void>((resolve) => setTimeout(resolve, 20));
+  t.equal(seen.length, 1, 'no answer twice');
+});
+
 t.test('the native thread refuses malformed arguments with a TypeError or RangeError', async (t) => {
   const Thread = addon().AuditWriteThread;
   t.throws(() => new (Thread as unknown as new () => unknown)(), TypeError, 'no callback');
