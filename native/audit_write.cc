@@ -28,7 +28,6 @@
 #include <array>
 #include <atomic>
 #include <cerrno>
-#include <cmath>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -39,6 +38,7 @@
 #include <vector>
 
 #include "audit_write.h"
+#include "convert.h"
 #include "napi.h"
 
 namespace hyokd {
@@ -320,13 +320,10 @@ class AuditWriteThread : public Napi::ObjectWrap<AuditWriteThread> {
     state_->cv.notify_all();
   }
 
-  static int64_t Integer(const Napi::Value& v, const char* name, int64_t min) {
-    if (!v.IsNumber()) throw Napi::TypeError::New(v.Env(), std::string(name) + " must be a number");
-    double d = v.As<Napi::Number>().DoubleValue();
-    if (!(std::floor(d) == d && d >= static_cast<double>(min) && d <= 9007199254740991.0)) {
-      throw Napi::RangeError::New(v.Env(), std::string(name) + " out of range");
-    }
-    return static_cast<int64_t>(d);
+  // An integer argument in [min, 2^53 - 1] (convert.h's IntegerValue).
+  static int64_t Integer(Napi::Env env, const Napi::Value& v, const char* name, double min,
+                         double max = 9007199254740991.0) {
+    return static_cast<int64_t>(IntegerValue(env, v, name, min, max));
   }
 
   // write(id, fd, packed, seq, ts, prev | null, position, limit): queues a job; its answer
@@ -340,17 +337,15 @@ class AuditWriteThread : public Napi::ObjectWrap<AuditWriteThread> {
           "write(id, fd, packed: string, seq, ts: string, prev: string | null, position, limit)");
     }
     WriteJob job;
-    job.id = static_cast<double>(Integer(info[0], "id", 0));
-    int64_t fd = Integer(info[1], "fd", 0);
-    if (fd > INT32_MAX) throw Napi::RangeError::New(env, "fd out of range");
-    job.fd = static_cast<int>(fd);
+    job.id = static_cast<double>(Integer(env, info[0], "id", 0));
+    job.fd = static_cast<int>(Integer(env, info[1], "fd", 0, INT32_MAX));
     job.packed = info[2].As<Napi::String>().Utf8Value();
-    job.seq = Integer(info[3], "seq", 0);
+    job.seq = Integer(env, info[3], "seq", 0);
     job.ts = info[4].As<Napi::String>().Utf8Value();
     job.after_previous = info[5].IsNull();
     if (!job.after_previous) job.prev = info[5].As<Napi::String>().Utf8Value();
-    job.position = Integer(info[6], "position", 0);
-    job.limit = Integer(info[7], "limit", -1);
+    job.position = Integer(env, info[6], "position", 0);
+    job.limit = Integer(env, info[7], "limit", -1);
     job.epoch = state_->epoch.load();
     std::lock_guard<std::mutex> lock(state_->mu);
     if (state_->stopping) throw Napi::Error::New(env, "audit write thread stopped");

@@ -173,14 +173,7 @@ double GetNumber(Props& P, Napi::Object o, Prop k, double lo, double hi, double 
     if (required) ThrowType(env, std::string(field) + " is required");
     return dflt;
   }
-  if (t != napi_number) ThrowType(env, std::string(field) + " must be a number");
-  double d = v.As<Napi::Number>().DoubleValue();
-  if (!(d >= lo && d <= hi) || d != static_cast<double>(static_cast<int64_t>(d))) {
-    throw Napi::RangeError::New(env, std::string(field) + " must be an integer in [" +
-                                         std::to_string(static_cast<int64_t>(lo)) + ", " +
-                                         std::to_string(static_cast<int64_t>(hi)) + "]");
-  }
-  return d;
+  return IntegerValue(env, v, field, lo, hi);
 }
 
 bool GetBool(Props& P, Napi::Object o, Prop k, bool dflt) {
@@ -297,6 +290,17 @@ CK_MECHANISM_TYPE ParseWrapMechanism(Props& P, Napi::Object o, bool unwrap) {
 }
 
 }  // namespace
+
+double IntegerValue(Napi::Env env, Napi::Value v, const char* field, double lo, double hi) {
+  if (!v.IsNumber()) ThrowType(env, std::string(field) + " must be a number");
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= lo && d <= hi) || d != static_cast<double>(static_cast<int64_t>(d))) {
+    throw Napi::RangeError::New(env, std::string(field) + " must be an integer in [" +
+                                         std::to_string(static_cast<int64_t>(lo)) + ", " +
+                                         std::to_string(static_cast<int64_t>(hi)) + "]");
+  }
+  return d;
+}
 
 const char* MechanismName(CK_MECHANISM_TYPE t) {
   for (const auto& row : kCkmTable) {

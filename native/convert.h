@@ -108,6 +108,9 @@ Napi::Object ModuleInfoToJs(Napi::Env env, const CK_INFO& info);
 Napi::Array MechanismsToJs(Napi::Env env, Module* m);
 Napi::Object CountersToJs(Napi::Env env, const PoolCounters& c);
 const char* MechanismName(CK_MECHANISM_TYPE t);
+// `v` as an integer in [lo, hi] (lo and hi within ±2^53): TypeError if it is not a number,
+// RangeError naming `field` and the range otherwise.
+double IntegerValue(Napi::Env env, Napi::Value v, const char* field, double lo, double hi);
 // Copies a PIN from a Buffer and zeroes the caller's Buffer.
 void TakeSecret(Napi::Env env, Napi::Value v, const char* field, SecretBytes* out);
 
