@@ -31,9 +31,11 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
+#include <initializer_list>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -92,12 +94,18 @@ struct State {
   AuditWriteThread* owner = nullptr;
 };
 
-std::string HexDigest(const std::string& data) {
+using Segments = std::array<std::string_view, 5>;
+
+// SHA-256 of the concatenated `parts`, in lowercase hex; "" if OpenSSL fails.
+std::string HexDigest(std::initializer_list<std::string_view> parts) {
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  if (EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr) != 1 || len != 32) {
-    return std::string();
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  bool ok = ctx != nullptr && EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) == 1;
+  for (std::string_view p : parts) {
+    ok = ok && EVP_DigestUpdate(ctx.get(), p.data(), p.size()) == 1;
   }
+  if (!ok || EVP_DigestFinal_ex(ctx.get(), md, &len) != 1 || len != 32) return std::string();
   static const char kHex[] = "0123456789abcdef";
   std::string out(64, '0');
   for (unsigned int i = 0; i < 32; i++) {
@@ -107,8 +115,9 @@ std::string HexDigest(const std::string& data) {
   return out;
 }
 
-// Splits `packed` into records of five segments; false if it is not what packBatch makes.
-bool Unpack(const std::string& packed, std::vector<std::array<std::string, 5>>* out) {
+// Splits `packed` into records of five segments (views into `packed`); false if it is not
+// what packBatch makes.
+bool Unpack(const std::string& packed, std::vector<Segments>* out) {
   out->clear();
   if (packed.empty()) return true;
   size_t start = 0;
@@ -118,14 +127,15 @@ bool Unpack(const std::string& packed, std::vector<std::array<std::string, 5>>* 
     auto first = packed.begin() + static_cast<std::ptrdiff_t>(start);
     auto last = packed.begin() + static_cast<std::ptrdiff_t>(end);
     if (std::count(first, last, kSegmentSep) != 4) return false;
-    std::array<std::string, 5> seg;
+    Segments seg;
+    std::string_view whole(packed);
     size_t s = start;
     for (int i = 0; i < 5; i++) {
       size_t e = i < 4 ? packed.find(kSegmentSep, s) : end;
-      seg[i].assign(packed, s, e - s);
+      seg[i] = whole.substr(s, e - s);
       s = e + 1;
     }
-    out->push_back(std::move(seg));
+    out->push_back(seg);
     if (end == packed.size()) return true;
     start = end + 1;
   }
@@ -133,8 +143,8 @@ bool Unpack(const std::string& packed, std::vector<std::array<std::string, 5>>* 
 
 // chainLine of src/audit/canonical.ts, for a whole batch: appends each record's line and
 // newline to `text`; returns the last hash (or `prev` for no records, "" if hashing failed).
-std::string ChainBatch(const std::vector<std::array<std::string, 5>>& bodies, int64_t seq,
-                       const std::string& ts, std::string prev, std::string* text) {
+std::string ChainBatch(const std::vector<Segments>& bodies, int64_t seq, const std::string& ts,
+                       std::string prev, std::string* text) {
   std::string post;
   std::string head;
   for (size_t i = 0; i < bodies.size(); i++) {
@@ -149,8 +159,7 @@ std::string ChainBatch(const std::vector<std::array<std::string, 5>>& bodies, in
     if (!seg[4].empty()) post.append(",").append(seg[4]);
     head.assign("{");
     if (!seg[0].empty()) head.append(seg[0]).append(",");
-    std::string hashed = head + post + "}";
-    std::string hash = HexDigest(hashed);
+    std::string hash = HexDigest({head, post, "}"});
     if (hash.empty()) return hash;
     text->append(head).append("\"hash\":\"").append(hash).append("\",").append(post).append("}\n");
     prev = std::move(hash);
@@ -172,7 +181,7 @@ void Run(std::shared_ptr<State> state) {
   bool have_end = false;
   std::string end_prev;
   int64_t end_position = 0;
-  std::vector<std::array<std::string, 5>> bodies;
+  std::vector<Segments> bodies;
   std::string text;
   bool dead = false;
   while (!dead) {
@@ -284,6 +293,21 @@ class AuditWriteThread : public Napi::ObjectWrap<AuditWriteThread> {
     if (hooked_) napi_remove_env_cleanup_hook(env_, CleanupHook, this);
   }
 
+  // Hands the answers ready now to onAnswers (from poll() or the threadsafe function, on
+  // the JS thread); false if there were none or the object is stopped.
+  bool DeliverReady(Napi::Env env) {
+    std::vector<WriteAnswer> answers;
+    {
+      std::lock_guard<std::mutex> lock(state_->mu);
+      if (state_->owner == nullptr) return false;
+      answers.swap(state_->answers);
+    }
+    if (answers.empty()) return false;
+    Answer(env, &answers);
+    return true;
+  }
+
+ private:
   void Answer(Napi::Env env, std::vector<WriteAnswer>* answers) {
     inflight_ = answers->size() >= inflight_ ? 0 : inflight_ - answers->size();
     if (inflight_ == 0) state_->tsfn.Unref(env);
@@ -299,7 +323,6 @@ class AuditWriteThread : public Napi::ObjectWrap<AuditWriteThread> {
     on_answers_.Call({out});
   }
 
- private:
   static void CleanupHook(void* arg) {
     auto* self = static_cast<AuditWriteThread*>(arg);
     self->hooked_ = false;
@@ -360,16 +383,7 @@ class AuditWriteThread : public Napi::ObjectWrap<AuditWriteThread> {
   // waited about a millisecond behind the loop's other I/O, and every call whose record
   // was in the batch waited with it; the writer polls at each append while batches are out.
   Napi::Value Poll(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    std::vector<WriteAnswer> answers;
-    {
-      std::lock_guard<std::mutex> lock(state_->mu);
-      if (state_->owner == nullptr) return Napi::Boolean::New(env, false);
-      answers.swap(state_->answers);
-    }
-    if (answers.empty()) return Napi::Boolean::New(env, false);
-    Answer(env, &answers);
-    return Napi::Boolean::New(env, true);
+    return Napi::Boolean::New(info.Env(), DeliverReady(info.Env()));
   }
 
   // Every job handed over before this call that the thread has not begun is answered cancelled.
@@ -393,18 +407,16 @@ class AuditWriteThread : public Napi::ObjectWrap<AuditWriteThread> {
 void Deliver(Napi::Env env, Napi::Function, StateRef* ref) {
   std::unique_ptr<StateRef> owned(ref);
   State* state = ref->get();
-  std::vector<WriteAnswer> answers;
   AuditWriteThread* owner;
   {
     std::lock_guard<std::mutex> lock(state->mu);
-    answers.swap(state->answers);
     state->delivery_scheduled = false;
     owner = state->owner;
   }
-  if (env == nullptr || owner == nullptr || answers.empty()) return;
+  if (env == nullptr || owner == nullptr) return;
   Napi::HandleScope scope(env);
   try {
-    owner->Answer(env, &answers);
+    owner->DeliverReady(env);
   } catch (const Napi::Error& e) {
     e.ThrowAsJavaScriptException();  // an uncaught exception in JS, not a C++ terminate
   }
