@@ -156,3 +156,14 @@ export async function nextHealth(w: AuditWriter): Promise<void> {
     clearInterval(hold);
   }
 }
+
+/** The most request records between two checkpoints (or before the first) in `dir`. */
+export function widestCheckpointGap(dir: string): number {
+  let since = 0;
+  let widest = 0;
+  for (const r of readRecords(dir)) {
+    if (r.type === 'checkpoint') since = 0;
+    else if (r.type === 'request') widest = Math.max(widest, ++since);
+  }
+  return widest;
+}

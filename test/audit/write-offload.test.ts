@@ -11,7 +11,16 @@ import { addon } from '../../src/hsm/native.js';
 import { eventSegments, type RequestEvent } from '../../src/audit/record.js';
 import { verifyAuditDir } from '../../src/audit/verify.js';
 import { AuditWriteOffload } from '../../src/audit/write-offload.js';
-import { auditFiles, FaultyFs, nextHealth, openWriter, readRecords, request, tempDir } from './fixtures.js';
+import {
+  auditFiles,
+  FaultyFs,
+  nextHealth,
+  openWriter,
+  readRecords,
+  request,
+  tempDir,
+  widestCheckpointGap,
+} from './fixtures.js';
 
 const TS = '2026-12-01T00:00:00.000Z';
 
@@ -494,12 +503,7 @@ t.test(
       const report = await verifyAuditDir(dir);
       t.equal(report.ok, true, JSON.stringify(report.firstError));
       // Checkpoints by count keep their spacing however many batches are with the helper.
-      let since = 0;
-      let widest = 0;
-      for (const r of readRecords(dir)) {
-        if (r.type === 'checkpoint') since = 0;
-        else if (r.type === 'request') widest = Math.max(widest, ++since);
-      }
+      const widest = widestCheckpointGap(dir);
       t.ok(widest <= 50, `depth ${depth}: at most 50 requests between checkpoints (${widest})`);
       const ids = readRecords(dir).map((r) => r.requestId);
       t.equal(ids.filter((id) => typeof id === 'string' && /^req-\d{1,3}$/.test(id)).length, 200);

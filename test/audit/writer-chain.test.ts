@@ -4,7 +4,16 @@ import { join } from 'node:path';
 import { verifyAuditDir } from '../../src/audit/verify.js';
 import { recordHash } from '../../src/audit/canonical.js';
 import { SoftwareAuditSigner } from '../../src/audit/software-signer.js';
-import { auditFiles, fileText, openWriter, readRecords, request, signer, tempDir } from './fixtures.js';
+import {
+  auditFiles,
+  fileText,
+  openWriter,
+  readRecords,
+  request,
+  signer,
+  tempDir,
+  widestCheckpointGap,
+} from './fixtures.js';
 
 t.test('a fresh log: start, key, checkpoint, then records; each line is a chained JSON object', async (t) => {
   const dir = tempDir(t);
@@ -324,12 +333,7 @@ t.test('under load with small files and frequent checkpoints the chain still ver
   t.ok(report.files > 5, `${report.files} files`);
   // A checkpoint is due after 50 records and goes in before the next batch: with
   // batches of 20, at most three batches (60 requests) between two checkpoints.
-  let since = 0;
-  let widest = 0;
-  for (const r of readRecords(dir)) {
-    if (r.type === 'checkpoint') since = 0;
-    else if (r.type === 'request') widest = Math.max(widest, ++since);
-  }
+  const widest = widestCheckpointGap(dir);
   t.ok(widest <= 60, `at most 60 requests between checkpoints (${widest})`);
   t.ok(report.checkpoints >= Math.floor(1000 / 60), `${report.checkpoints} checkpoints`);
   t.equal(readRecords(dir).filter((r) => r.type === 'request').length, 1000);
