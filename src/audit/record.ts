@@ -271,29 +271,12 @@ const asString = (v: unknown): string | null => (typeof v === 'string' ? jsonStr
 // For a finite number, String() and JSON.stringify() agree (both print -0 as 0).
 const asNumber = (v: unknown): string | null =>
   typeof v === 'number' ? (Number.isFinite(v) ? String(v) : 'null') : null;
-/**
- * Serialized forms of frozen members (a caller's identity is made once per certificate;
- * decisions and results the pipeline shares are frozen too): a frozen object's own
- * members cannot change, so its JSON is computed once. Weak: an identity that leaves
- * the cache leaves this too.
- */
-const frozenJson = new WeakMap<object, string>();
-
-/** `fast(v)`, remembered for a frozen object whose members are all scalars. */
-function onceIfFrozen(v: unknown, fast: (v: unknown) => string | null): string | null {
-  if (v === null || typeof v !== 'object' || !Object.isFrozen(v)) return fast(v);
-  const hit = frozenJson.get(v);
-  if (hit !== undefined) return hit;
-  const s = fast(v);
-  if (s !== null) frozenJson.set(v, s);
-  return s;
-}
-
 const identityJson = (v: unknown): string | null =>
-  hasExactly(v, 'fingerprint', 'san') && typeof v.fingerprint === 'string' && typeof v.san === 'string'
-    ? `{"fingerprint":${jsonString(v.fingerprint)},"san":${jsonString(v.san)}}`
-    : null;
-const asIdentity = (v: unknown): string | null => (v === null ? 'null' : onceIfFrozen(v, identityJson));
+  v === null
+    ? 'null'
+    : hasExactly(v, 'fingerprint', 'san') && typeof v.fingerprint === 'string' && typeof v.san === 'string'
+      ? `{"fingerprint":${jsonString(v.fingerprint)},"san":${jsonString(v.san)}}`
+      : null;
 const asKey = (v: unknown): string | null => {
   if (hasExactly(v, 'name', 'version')) {
     const version = typeof v.version === 'string' ? jsonString(v.version) : asNumber(v.version);
@@ -307,10 +290,110 @@ const decisionJson = (v: unknown): string | null =>
   hasExactly(v, 'allowed', 'rule') && typeof v.allowed === 'boolean' && typeof v.rule === 'string'
     ? `{"allowed":${v.allowed},"rule":${jsonString(v.rule)}}`
     : null;
-const asDecision = (v: unknown): string | null => onceIfFrozen(v, decisionJson);
 const resultJson = (v: unknown): string | null =>
   hasExactly(v, 'code') && typeof v.code === 'string' ? `{"code":${jsonString(v.code)}}` : null;
-const asResult = (v: unknown): string | null => onceIfFrozen(v, resultJson);
+
+// --- members that repeat ------------------------------------------------------------
+// Most of a data-plane record repeats from call to call: the caller's identity, the key
+// and its version, the operation, the connection's peer, the plane, the decision and the
+// result. Their `"name":json` members are kept once built: building them again took
+// about a third of the loop's time per record (bench/RESULTS.md, tenth pass). A cache
+// holds a member exactly as computed the first time, so a record's bytes do not depend
+// on whether it hit.
+
+/** `"name":json`, or null when the value drops out. */
+function member(name: string, json: string | null): string | null {
+  return json === null ? null : `"${name}":${json}`;
+}
+
+/**
+ * Members of frozen values (a caller's identity is made once per certificate; decisions
+ * and results the pipeline shares are frozen too), by value: a frozen object's own members
+ * cannot change, so its member is computed once. Weak: an identity that leaves the
+ * pipeline's cache leaves this too. One map per field.
+ */
+function frozenMember(
+  cache: WeakMap<object, string>,
+  name: string,
+  v: unknown,
+  fast: (v: unknown) => string | null,
+): string | null {
+  if (v === undefined) return null;
+  if (v === null || typeof v !== 'object' || !Object.isFrozen(v)) return member(name, fast(v) ?? generic(v));
+  const hit = cache.get(v);
+  if (hit !== undefined) return hit;
+  const json = fast(v);
+  if (json === null) return member(name, generic(v));
+  const m = member(name, json)!;
+  cache.set(v, m);
+  return m;
+}
+const identityMembers = new WeakMap<object, string>();
+const decisionMembers = new WeakMap<object, string>();
+const resultMembers = new WeakMap<object, string>();
+/** Entries a memo of string-keyed members keeps before it starts again. */
+const MEMO_MAX = 1024;
+
+/** Values by key, at most MEMO_MAX of them (members of string values per field; key members by name and version). */
+class Memo<K, V = string> {
+  readonly #map = new Map<K, V>();
+  get(k: K): V | undefined {
+    return this.#map.get(k);
+  }
+  set(k: K, m: V): V {
+    if (this.#map.size >= MEMO_MAX) this.#map.clear();
+    this.#map.set(k, m);
+    return m;
+  }
+}
+
+function stringMember(memo: Memo<string>, name: string, v: unknown): string | null {
+  if (typeof v !== 'string') return v === undefined ? null : member(name, generic(v));
+  return memo.get(v) ?? memo.set(v, member(name, jsonString(v))!);
+}
+const opMembers = new Memo<string>();
+const peerMembers = new Memo<string>();
+const planeMembers = new Memo<string>();
+
+/** Key members by name, then version (a number and a string version are different keys). */
+const keyMembers = new Memo<string, Memo<unknown>>();
+function keyMember(v: unknown): string | null {
+  if (v === undefined) return null;
+  if (!hasExactly(v, 'name', 'version') || typeof v.name !== 'string') return member('key', field(v, asKey));
+  const version = v.version;
+  let byVersion = keyMembers.get(v.name);
+  const hit = byVersion?.get(version);
+  if (hit !== undefined) return hit;
+  const json = asKey(v);
+  if (json === null) return member('key', generic(v));
+  // A Map stores `version` by SameValueZero: -0 and 0 share an entry, and both print as 0.
+  if (byVersion === undefined) {
+    byVersion = new Memo<unknown>();
+    keyMembers.set(v.name, byVersion);
+  }
+  return byVersion.set(version, member('key', json)!);
+}
+
+/** Fraction parts of thousandths, by index: '', '.001' … '.5' … '.999' (no trailing zeros). */
+const THOUSANDTHS: readonly string[] = Array.from({ length: 1000 }, (_, f) =>
+  f === 0 ? '' : ('.' + String(f).padStart(3, '0')).replace(/0+$/, ''),
+);
+/** Up to here a whole number of thousandths has ulps far below 0.001. */
+const LATENCY_FAST_MAX = 1e9;
+
+/**
+ * JSON of a latency, same as String(v): the pipeline records whole thousandths of a
+ * millisecond (k / 1000), and for those the shortest decimal that reads back as v is the
+ * integer part and the thousandths with trailing zeros dropped; anything else is printed
+ * by String().
+ */
+function latencyJson(v: unknown): string | null {
+  if (typeof v === 'number' && v >= 0 && v < LATENCY_FAST_MAX) {
+    const k = Math.round(v * 1000);
+    if (k / 1000 === v) return String(Math.trunc(v)) + THOUSANDTHS[k % 1000]!;
+  }
+  return asNumber(v);
+}
 
 /**
  * The sanitized canonical JSON of a tree of plain objects, arrays and scalars (caller
@@ -416,21 +499,24 @@ const asDetails = (v: unknown): string | null => {
     }
     return `{"itemCount":${count},"items":${out}]}`;
   }
+  // A single-call record's details: the envelope's digest.
+  if (hasExactly(v, 'envelope') && typeof v.envelope === 'string')
+    return `{"envelope":${jsonString(v.envelope)}}`;
   return fastJson(v, 1);
 };
 
-/** Appends `"name":json` to a segment. */
-function add(seg: string, name: string, json: string | null): string {
-  if (json === null) return seg;
-  const m = `"${name}":${json}`;
+/** Appends a member (or nothing, for null) to a segment. */
+function add(seg: string, m: string | null): string {
+  if (m === null) return seg;
   return seg === '' ? m : seg + ',' + m;
 }
 
 /**
  * The segments of a `request` event holding only RequestEvent's fields (null for
  * anything else, which then takes the generic route). Each field of the shape the
- * pipeline builds is serialized directly; a field of any other shape goes through the
- * sanitizer on its own, so the result never differs from the generic route's.
+ * pipeline builds is serialized directly (the repeating ones from the caches above); a
+ * field of any other shape goes through the sanitizer on its own, so the result never
+ * differs from the generic route's.
  */
 function requestSegments(ev: unknown): BodySegments | null {
   if (ev === null || typeof ev !== 'object' || Array.isArray(ev)) return null;
@@ -439,16 +525,16 @@ function requestSegments(ev: unknown): BodySegments | null {
   for (const k of Object.keys(e)) if (!REQUEST_FIELDS.has(k)) return null;
   // Canonical order: context, decision, details | identity, key, latencyMs, op, peer,
   // plane | requestId, result | (seq, ts) | type.
-  let s0 = add('', 'context', field(e.context, asTree));
-  s0 = add(s0, 'decision', field(e.decision, asDecision));
-  s0 = add(s0, 'details', field(e.details, asDetails));
-  let s1 = add('', 'identity', field(e.identity, asIdentity));
-  s1 = add(s1, 'key', field(e.key, asKey));
-  s1 = add(s1, 'latencyMs', field(e.latencyMs, asNumber));
-  s1 = add(s1, 'op', field(e.op, asString));
-  s1 = add(s1, 'peer', field(e.peer, asString));
-  s1 = add(s1, 'plane', field(e.plane, asString));
-  let s2 = add('', 'requestId', field(e.requestId, asString));
-  s2 = add(s2, 'result', field(e.result, asResult));
+  let s0 = add('', member('context', field(e.context, asTree)));
+  s0 = add(s0, frozenMember(decisionMembers, 'decision', e.decision, decisionJson));
+  s0 = add(s0, member('details', field(e.details, asDetails)));
+  let s1 = add('', frozenMember(identityMembers, 'identity', e.identity, identityJson));
+  s1 = add(s1, keyMember(e.key));
+  s1 = add(s1, member('latencyMs', field(e.latencyMs, latencyJson)));
+  s1 = add(s1, stringMember(opMembers, 'op', e.op));
+  s1 = add(s1, stringMember(peerMembers, 'peer', e.peer));
+  s1 = add(s1, stringMember(planeMembers, 'plane', e.plane));
+  let s2 = add('', member('requestId', field(e.requestId, asString)));
+  s2 = add(s2, frozenMember(resultMembers, 'result', e.result, resultJson));
   return [s0, s1, s2, '', '"type":"request"'];
 }

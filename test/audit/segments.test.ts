@@ -57,6 +57,8 @@ const variants: Array<[string, unknown]> = [
   ['result a Buffer', { ...base, result: Buffer.from('secret') }],
   ['secret-named context fields', { ...base, context: { pin: '1234', userPassword: 'p', ok: 'v' } }],
   ['binary details', { ...base, details: { blob: new Uint8Array(4), n: 1 } }],
+  ['an envelope digest that is not a string', { ...base, details: { envelope: 5 } }],
+  ['an envelope digest with escapes', { ...base, details: { envelope: '"\\' } }],
   ['deep details', { ...base, details: { a: { b: { c: { d: { e: { f: { g: 1 } } } } } } } }],
   ['a function member', { ...base, details: () => 1 }],
   ['a Date member', { ...base, details: { at: new Date(0) } }],
@@ -160,6 +162,8 @@ const variants: Array<[string, unknown]> = [
         { ...base, decision: Object.freeze({ allowed: true, rule: 7 }) },
       ],
       ['a frozen result with escapes', { ...base, result: Object.freeze({ code: 'a"\\\n' }) }],
+      ['a frozen empty identity', { ...base, identity: Object.freeze({}) }],
+      ['a frozen array as the result', { ...base, result: Object.freeze(['OK']) }],
     ] as Array<[string, unknown]>;
   })(),
 ];
@@ -167,6 +171,47 @@ const variants: Array<[string, unknown]> = [
 t.test('request events take the direct route to the same bytes as sanitize + canonical JSON', async (t) => {
   for (const [what, ev] of variants) {
     t.same(eventSegments(ev), bodySegments(sanitizeEvent(ev)), what);
+  }
+});
+
+t.test('latencies print as String() prints them, whole thousandths or not', async (t) => {
+  const values = [0, -0, 0.001, 0.009, 0.01, 0.1, 0.5, 0.999, 1, 1.001, 1.01, 1.1, 9.99, 10, 999.999];
+  values.push(1000.5, 123456.789, 999999999.999, 1e9, 1e9 + 0.5, 2 ** 53, 1e21, 1e22);
+  values.push(0.0005, 1.0000001, 1e-7, 5e-324, -0.001, -1.5, 0.1 + 0.2, 1 / 3);
+  // Whole thousandths, as the pipeline computes them (Math.round(ms * 1000) / 1000).
+  let x = 12345;
+  for (let i = 0; i < 5000; i++) {
+    x = (x * 1103515245 + 12345) % 2 ** 31;
+    const ms = (x / 2 ** 31) * 10 ** (i % 10);
+    values.push(Math.round(ms * 1000) / 1000);
+  }
+  let bad = 0;
+  for (const latencyMs of values) {
+    const ev = { ...base, latencyMs };
+    const direct = eventSegments(ev);
+    const generic = bodySegments(sanitizeEvent(ev));
+    if (direct[1] !== generic[1]) {
+      bad++;
+      t.equal(direct[1], generic[1], String(latencyMs));
+    }
+  }
+  t.equal(bad, 0, `${values.length} latencies`);
+});
+
+t.test('remembered members stay right when their caches fill and start again', async (t) => {
+  // More distinct peers and key versions than a cache keeps, then the first ones again.
+  const evs: unknown[] = [];
+  for (let i = 0; i < 1100; i++) {
+    evs.push({ ...base, peer: `ipv4:10.0.${i >> 8}.${i & 255}:1`, key: { name: 'k', version: i } });
+  }
+  for (const ev of [...evs, ...evs.slice(0, 10)]) {
+    const e = ev as { peer: string };
+    t.same(eventSegments(ev), bodySegments(sanitizeEvent(ev)), e.peer);
+  }
+  // A number version and a string version of the same digits are different members.
+  for (const version of [1, '1', 1, 0, -0, '0']) {
+    const ev = { ...base, key: { name: 'demo', version } };
+    t.same(eventSegments(ev), bodySegments(sanitizeEvent(ev)), `version ${JSON.stringify(version)}`);
   }
 });
 
