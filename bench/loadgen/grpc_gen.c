@@ -33,7 +33,9 @@
  * prints one JSON line: calls, okItems, failedItems, nonOk {status: n}, transportErrors,
  * skipped, abandoned, histogram [[us, n]...] (latency of counted calls, log-linear buckets
  * under 0.4% error) and captures [{frame, hex}] (response messages without the gRPC
- * prefix). Anything that prevents the run (connect, handshake, ALPN): stderr, exit 1.
+ * prefix), then exits when stdin reaches its end: the coordinator reads this process's
+ * CPU time at the end of the window, and it must still be there then. Anything that
+ * prevents the run (connect, handshake, ALPN): stderr, exit 1.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -1416,5 +1418,8 @@ int main(int argc, char** argv) {
   }
   for (int i = 0; i < cfg.threads; i++) pthread_join(workers[i].thread, NULL);
   print_results();
+  fflush(stdout);
+  while (fgets(line, sizeof line, stdin) != NULL) {
+  }
   return 0;
 }

@@ -78,6 +78,8 @@ interface Generator {
   go(at: number): void;
   /** CPU seconds the generator has used so far, all its threads. */
   cpuSeconds(): number;
+  /** The window's CPU has been read: the generator may exit once it has reported. */
+  release(): void;
   done: Promise<WorkerResult[]>;
   close(): Promise<void>;
 }
@@ -120,6 +122,7 @@ function nodeGenerator(spec: LoadSpec): Generator {
       const u = process.cpuUsage();
       return (u.user + u.system) / 1e6;
     },
+    release() {},
     done: Promise.all(done),
     async close() {
       await Promise.all(workers.map((w) => w.terminate()));
@@ -215,6 +218,8 @@ function spawnCGenerator(binary: string, dir: string, spec: LoadSpec): Generator
   ].flatMap(([k, v]) => [String(k), String(v)]);
 
   const child = spawn(binary, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  // Writing to a generator that has died fails with EPIPE: its exit is reported by `done`.
+  child.stdin.on('error', () => undefined);
   let out = '';
   let err = '';
   let onReady!: () => void;
@@ -261,16 +266,22 @@ function spawnCGenerator(binary: string, dir: string, spec: LoadSpec): Generator
   return {
     ready,
     go(at) {
-      child.stdin.end(`go ${at}\n`);
+      // stdin stays open until release(): grpc_gen exits at its end, after its report, so
+      // its CPU time can be read at the end of the window however late the timer fires.
+      child.stdin.write(`go ${at}\n`);
       killer = setTimeout(
         () => child.kill('SIGKILL'),
         at - now() + spec.warmupMs + spec.measureMs + EXIT_SLACK_MS,
       );
     },
     cpuSeconds: () => procCpu(child.pid!).process,
+    release() {
+      child.stdin.end();
+    },
     done,
     async close() {
       clearTimeout(killer);
+      child.stdin.end();
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       await exited;
       rmSync(dir, { recursive: true, force: true });
@@ -299,6 +310,7 @@ export async function runLoad(spec: LoadSpec, serverPid: number): Promise<LoadRe
     const m1 = systemBusySeconds();
     const p1 = cpuPressureSeconds();
     const seconds = (now() - t0) / 1000;
+    gen.release();
     const results = await gen.done;
 
     const histogram = createHistogram();

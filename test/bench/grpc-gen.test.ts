@@ -3,8 +3,8 @@
 // hold (so frame indexes and message boundaries are right), the open loop keeps its
 // schedule, and bad arguments are refused with exit code 2 before anything connects.
 import t from 'tap';
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -145,4 +145,43 @@ t.test('bad arguments exit 2 with a message; no server exits 1', async (t) => {
   const r = run(base(port));
   t.equal(r.status, 1, 'cannot connect: exit 1');
   t.match(r.stderr, /cannot connect to 127\.0\.0\.1/, 'cannot connect: says so');
+});
+
+t.test('after its report the generator waits for stdin to end, so its CPU can still be read', async (t) => {
+  const file = (name: string, data: string | Buffer) => {
+    const p = join(dir, `wait-${name}`);
+    writeFileSync(p, data, { mode: 0o600 });
+    return p;
+  };
+  const f = framesFor('echo', workload, BATCH)[0]!;
+  const len = Buffer.alloc(4);
+  len.writeUInt32BE(f.length);
+  const args = Object.entries({
+    port: String(daemon.port),
+    ca: file('ca.pem', daemon.target.caPem),
+    cert: file('client.pem', daemon.target.certPem),
+    key: file('client.key', daemon.target.keyPem),
+    path: PATHS.echo,
+    kind: 'echo',
+    frames: file('frames.bin', Buffer.concat([len, f])),
+    'measure-ms': '100',
+  }).flatMap(([k, v]) => [`--${k}`, v]);
+  const child = spawn(binary, args, { stdio: ['pipe', 'pipe', 'inherit'] });
+  let out = '';
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  const reported = new Promise<void>((resolve) => {
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      out += d;
+      if (out === 'ready\n') child.stdin.write(`go ${Date.now()}\n`);
+      if (out.startsWith('ready\n') && out.endsWith('}\n')) resolve();
+    });
+  });
+  await reported;
+  await new Promise((r) => setTimeout(r, 300));
+  t.equal(child.exitCode, null, 'still running 300 ms after its report');
+  t.ok(existsSync(`/proc/${child.pid}/stat`), 'its /proc entry is there to read');
+  child.stdin.end();
+  t.equal(await exited, 0, 'exits 0 once stdin ends');
+  const report = JSON.parse(out.slice('ready\n'.length)) as { calls: number };
+  t.ok(report.calls > 0, 'the report counts calls');
 });
