@@ -1,12 +1,13 @@
 // Audit on/off benchmark: what the durable, hash-chained audit log costs on the data plane.
-// The same build (`hyokd serve`, dist/src/cli/main.js) on ONE HYOKD_HOME, so one SoftHSM2
-// token, KEK, store, policy and set of certificates: "on" with the shipped defaults
-// (audit.enabled=true: every record fsync'd before the response, group commit,
-// HSM-signed checkpoints), "off" with HYOKD_AUDIT_ENABLED=false, the supported
-// benchmark-only switch (the daemon warns at start). A data folder has one owner, so each
-// round starts a fresh daemon per side, warms it untimed, measures, and stops it.
-// Closed-loop unary Unwrap and BatchUnwrap x64 from bench/loadgen, in interleaved rounds
-// whose order alternates; figure = best round. Then the AuditWriter alone, in this
+// Two daemons of the same build (`hyokd serve`, dist/src/cli/main.js), each on its own
+// HYOKD_HOME (a data folder has one owner), both up for the whole run: "on" with the
+// shipped defaults (audit.enabled=true: every record fsync'd before the response, group
+// commit, HSM-signed checkpoints), "off" with HYOKD_AUDIT_ENABLED=false, the supported
+// benchmark-only switch (the daemon warns at start). Closed-loop unary Unwrap and
+// BatchUnwrap x64 from bench/loadgen, one side's window right after the other's, in
+// rounds whose order alternates; figure = mean over the rounds. (Until the tenth pass each
+// round started the sides one after the other and the figure was the best round: on this
+// shared machine that compared moments of different speed; bench/RESULTS.md.) Then the AuditWriter alone, in this
 // process, fed copies of a record the daemon wrote: its CPU per record, and reserved space
 // (the default) against plain appends (audit.reserveBytes 0) in alternating turns.
 // Usage:
@@ -17,17 +18,10 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fmtAgainstTarget, fmtRate, fmtRatio, roundRatio, table } from './lib/format.js';
 import { machineInfo, reportHead } from './lib/machine.js';
-import { best, median } from './lib/stats.js';
+import { median } from './lib/stats.js';
 import { auditWriterCost, sampleRequestEvent, type WriterCost } from './loadgen/audit-writer-cost.js';
 import { startDaemon, type Daemon } from './loadgen/daemon.js';
-import {
-  cpuPerOp,
-  generatorCpuSource,
-  generatorSummary,
-  LOAD_HEADER,
-  loadRow,
-  saturation,
-} from './loadgen/report.js';
+import { generatorCpuSource, generatorSummary, LOAD_HEADER, loadRow, saturation } from './loadgen/report.js';
 import { problems, runLoad, type LoadResult } from './loadgen/run.js';
 import {
   BATCH_SIZE,
@@ -37,7 +31,7 @@ import {
   shapeFromEnv,
   tempWorkspace,
 } from './loadgen/shape.js';
-import { framesFor, makeWorkload, verifyCaptures } from './loadgen/workload.js';
+import { framesFor, makeWorkload, verifyCaptures, type Workload } from './loadgen/workload.js';
 
 const ENVELOPES = 256;
 const TARGET = 0.9;
@@ -75,51 +69,64 @@ async function main(): Promise<void> {
   const shape = shapeFromEnv();
   const machine = machineInfo();
   const started = performance.now();
-  // One daemon at a time: a data folder has one owner (token directory, audit log).
-  let current: Daemon | undefined;
+  // Both sides up at once, each on its own HYOKD_HOME (a data folder has one owner), so
+  // their windows can alternate closely: on this shared machine the speed drifts within
+  // seconds, and a side measured minutes after the other compared noise more than audit.
+  const daemons = new Map<Audit, Daemon>();
   const ws = tempWorkspace('hyokd-bench-audit-', async () => {
-    await current?.stop();
+    await Promise.all([...daemons.values()].map((d) => d.stop()));
   });
-  const home = join(ws.dir, 'home');
+  const homes: Record<Audit, string> = { on: join(ws.dir, 'home-on'), off: join(ws.dir, 'home-off') };
+  const auditDir = join(homes.on, 'audit');
 
   const results = new Map<CaseName, LoadResult[]>();
   let checked = 0;
   let mismatches = 0;
-  /** Records the "on" daemons added while they were measured (warm-ups excluded). */
+  /** Records the "on" daemon added from the end of its warm-up to the end of the last window. */
   let auditRecords = 0;
   const writerCosts: WriterCost[] = [];
   /** The writer alone, Unwrap records, with reserved space (default) and with plain appends, alternating. */
   const reserveRuns: { reserved: WriterCost[]; appends: WriterCost[] } = { reserved: [], appends: [] };
   try {
-    // The first start creates the embedded default (token, KEK, PKI, store) every later
-    // start reuses; the envelopes are made once, on it.
-    current = await startDaemon(home);
-    const workload = await makeWorkload(current.target, ENVELOPES);
-    await current.stop();
-    current = undefined;
-    const frames = {
-      unary: framesFor('unary', workload, BATCH_SIZE),
-      batch: framesFor('batch', workload, BATCH_SIZE),
-    };
+    // Each first start creates that home's embedded default (token, KEK, PKI, store); the
+    // envelopes are made on each side's own KEK. Metrics on a free port: two daemons.
+    const sides = new Map<Audit, { d: Daemon; frames: Record<Kind, Uint8Array[]>; workload: Workload }>();
+    for (const audit of ['on', 'off'] as Audit[]) {
+      const d = await startDaemon(homes[audit], {
+        HYOKD_METRICS_LISTEN: '127.0.0.1:0',
+        ...(audit === 'off' ? { HYOKD_AUDIT_ENABLED: 'false' } : {}),
+      });
+      daemons.set(audit, d);
+      const workload = await makeWorkload(d.target, ENVELOPES);
+      const frames = {
+        unary: framesFor('unary', workload, BATCH_SIZE),
+        batch: framesFor('batch', workload, BATCH_SIZE),
+      };
+      sides.set(audit, { d, frames, workload });
+    }
     const warm = { ...timing, warmup: 0, seconds: timing.quick ? 0.3 : 1 };
     log(
-      `bench:audit: one HYOKD_HOME, a fresh daemon per side per round (audit on / HYOKD_AUDIT_ENABLED=false); ` +
+      `bench:audit: both daemons up (audit on / HYOKD_AUDIT_ENABLED=false), their windows alternating; ` +
         `4 cases x ${timing.rounds} round(s), ${timing.warmup} s warm-up + ${timing.seconds} s each${timing.quick ? ' (QUICK)' : ''}`,
     );
+    // Untimed load first, so no side is measured with cold code.
+    for (const [, side] of sides)
+      for (const kind of ['unary', 'batch'] as Kind[])
+        await runLoad(loadSpec(kind, side.d.target, side.frames[kind], shape, warm), side.d.pid);
+    const before = auditLines(auditDir);
     for (let round = 0; round < timing.rounds; round++) {
       // Alternate which side and which RPC go first, so drift does not favour one.
-      const sides: Audit[] = round % 2 === 0 ? ['on', 'off'] : ['off', 'on'];
-      const kinds: Kind[] = round % 2 === 0 ? ['unary', 'batch'] : ['batch', 'unary'];
-      for (const audit of sides) {
-        const d = await startDaemon(home, audit === 'off' ? { HYOKD_AUDIT_ENABLED: 'false' } : {});
-        current = d;
-        // Untimed load first, so no side is measured with cold code.
-        for (const kind of kinds) await runLoad(loadSpec(kind, d.target, frames[kind], shape, warm), d.pid);
-        const before = audit === 'on' ? auditLines(join(home, 'audit')) : 0;
-        for (const kind of kinds) {
+      const order: Audit[] = round % 2 === 0 ? ['on', 'off'] : ['off', 'on'];
+      const kinds: Kind[] = round % 4 < 2 ? ['unary', 'batch'] : ['batch', 'unary'];
+      for (const kind of kinds) {
+        for (const audit of order) {
+          const side = sides.get(audit)!;
           const name: CaseName = `${kind}_${audit}`;
-          const r = await runLoad(loadSpec(kind, d.target, frames[kind], shape, timing), d.pid);
-          const v = verifyCaptures(kind, workload, BATCH_SIZE, r.captures);
+          const r = await runLoad(
+            loadSpec(kind, side.d.target, side.frames[kind], shape, timing),
+            side.d.pid,
+          );
+          const v = verifyCaptures(kind, side.workload, BATCH_SIZE, r.captures);
           checked += v.checked;
           mismatches += v.mismatches;
           const list = results.get(name) ?? [];
@@ -131,18 +138,18 @@ async function main(): Promise<void> {
               (problems(r) ? `  PROBLEMS ${problems(r)} ${JSON.stringify(r.nonOk)}` : ''),
           );
         }
-        if (audit === 'on') auditRecords += auditLines(join(home, 'audit')) - before;
-        await d.stop();
-        current = undefined;
       }
     }
+    for (const d of daemons.values()) await d.stop();
+    daemons.clear();
+    auditRecords = auditLines(auditDir) - before;
     // The writer alone, fed like the daemon feeds it, with records the daemon just wrote.
     for (const [op, burst, bursts] of WRITER_CASES) {
-      const sample = sampleRequestEvent(join(home, 'audit'), op);
+      const sample = sampleRequestEvent(auditDir, op);
       if (sample) writerCosts.push(await auditWriterCost(ws.dir, sample, burst, timing.quick ? 4 : bursts));
     }
     // Reserved space against plain appends (audit.reserveBytes 0), same records, in turns.
-    const sample = sampleRequestEvent(join(home, 'audit'), 'Unwrap');
+    const sample = sampleRequestEvent(auditDir, 'Unwrap');
     if (sample) {
       const [, burst, bursts] = WRITER_CASES[0]!;
       for (let i = 0; i < (timing.quick ? 1 : 3); i++) {
@@ -156,16 +163,21 @@ async function main(): Promise<void> {
 
   // --- reduce -----------------------------------------------------------------------
   const runs = (n: CaseName) => results.get(n) ?? [];
-  const bestRate = (n: CaseName) => best(runs(n).map((r) => r.okItemsPerSec));
-  const bestRun = (n: CaseName) =>
-    runs(n).reduce<LoadResult | undefined>(
-      (a, r) => (a && a.okItemsPerSec >= r.okItemsPerSec ? a : r),
-      undefined,
-    );
-  const unaryOn = bestRate('unary_on');
-  const unaryOff = bestRate('unary_off');
-  const batchOn = bestRate('batch_on');
-  const batchOff = bestRate('batch_off');
+  // Every window has the same length: the pooled rate of a case is the mean of its rounds.
+  const meanOf = (n: CaseName, f: (r: LoadResult) => number) => {
+    const rs = runs(n);
+    return rs.reduce((a, r) => a + f(r), 0) / rs.length;
+  };
+  const rate = (n: CaseName) => meanOf(n, (r) => r.okItemsPerSec);
+  /** The round whose rate is the median of the case's (for the saturation summary). */
+  const medianRun = (n: CaseName) => {
+    const rs = [...runs(n)].sort((a, b) => a.okItemsPerSec - b.okItemsPerSec);
+    return rs[Math.floor((rs.length - 1) / 2)];
+  };
+  const unaryOn = rate('unary_on');
+  const unaryOff = rate('unary_off');
+  const batchOn = rate('batch_on');
+  const batchOff = rate('batch_off');
   const ratioUnary = unaryOn / unaryOff;
   const ratioBatch = batchOn / batchOff;
   const ratio = Math.min(ratioUnary, ratioBatch);
@@ -189,7 +201,7 @@ async function main(): Promise<void> {
     machine,
   );
   out.push(
-    '  `hyokd serve` children of the same build on one HYOKD_HOME (same SoftHSM2 token, KEK, store, PKI), one at a time:',
+    '  two `hyokd serve` children of the same build, both up for the whole run, each on its own HYOKD_HOME (own SoftHSM2 token, KEK, store, PKI):',
   );
   out.push(
     "    on  = shipped defaults (audit.enabled=true: record fsync'd before the response, group commit, HSM-signed checkpoints)",
@@ -205,10 +217,10 @@ async function main(): Promise<void> {
     `  cpu: server from /proc/<pid>/stat (+ its main thread = the JS thread), generator from ${generatorCpuSource()}`,
   );
   out.push(
-    `  each round, each side: start a daemon, ${timing.quick ? 0.3 : 1} s of unary and of batch load untimed, measure both, stop it`,
+    `  first ${timing.quick ? 0.3 : 1} s of unary and of batch load untimed on each; then each round measures unary and batch on both, the two sides' windows back to back`,
   );
   out.push(
-    `  each case ${timing.warmup} s warm-up + ${timing.seconds} s measured, ${timing.rounds} round(s); on/off order swapped every other round; figure = BEST round`,
+    `  each case ${timing.warmup} s warm-up + ${timing.seconds} s measured, ${timing.rounds} round(s); on/off order swapped every round, unary/batch every other; figure = mean over the rounds (the same length each)`,
   );
   out.push('');
   const rows: string[][] = [];
@@ -216,24 +228,22 @@ async function main(): Promise<void> {
   out.push(table(LOAD_HEADER, rows));
   out.push('  (batch rates are DEKs/s)');
   out.push('');
-  out.push('which side saturated (best rounds)');
+  out.push('which side saturated (the median round of each case)');
   for (const n of ['unary_on', 'unary_off', 'batch_on', 'batch_off'] as CaseName[]) {
-    const r = bestRun(n);
+    const r = medianRun(n);
     if (r) out.push(`  ${n.padEnd(9)} ${saturation(r, machine.cores, shape.workers)}`);
   }
   out.push('');
-  out.push('results (best rounds)');
+  out.push('results (mean over the rounds)');
   out.push(
     `  unary Unwrap   on ${fmtRate(unaryOn)} / off ${fmtRate(unaryOff)} calls/s  ratio ${fmtRatio(ratioUnary)} (median of per-round ratios ${fmtRatio(perRound('unary'))})`,
   );
   out.push(
     `  BatchUnwrap    on ${fmtRate(batchOn)} / off ${fmtRate(batchOff)} DEKs/s   ratio ${fmtRatio(ratioBatch)} (median of per-round ratios ${fmtRatio(perRound('batch'))})`,
   );
-  // CPU per DEK of the server in the best rounds: steadier than rates on a crowded machine.
-  const us = (n: CaseName, which: 'serverCores' | 'serverMainThread') => {
-    const r = bestRun(n);
-    return r ? cpuPerOp(r.cpu[which], r, 'items') : Number.NaN;
-  };
+  // CPU per DEK of the server over all rounds: steadier than rates on a crowded machine.
+  const us = (n: CaseName, which: 'serverCores' | 'serverMainThread') =>
+    (meanOf(n, (r) => r.cpu[which]) * 1e6) / rate(n);
   for (const k of ['unary', 'batch'] as Kind[]) {
     const on = us(`${k}_on`, 'serverMainThread');
     const off = us(`${k}_off`, 'serverMainThread');
