@@ -333,15 +333,21 @@ const decisionMembers = new WeakMap<object, string>();
 const resultMembers = new WeakMap<object, string>();
 /** Entries a memo of string-keyed members keeps before it starts again. */
 const MEMO_MAX = 1024;
+/**
+ * Versions remembered per key name. Key names and versions can come from a caller's
+ * envelope header, so names x versions must stay small: 1,024 x 16 members at most.
+ */
+const VERSIONS_MAX = 16;
 
-/** Values by key, at most MEMO_MAX of them (members of string values per field; key members by name and version). */
+/** Values by key, at most `max` of them (members of string values per field; key members by name and version). */
 class Memo<K, V = string> {
   readonly #map = new Map<K, V>();
+  constructor(readonly max = MEMO_MAX) {}
   get(k: K): V | undefined {
     return this.#map.get(k);
   }
   set(k: K, m: V): V {
-    if (this.#map.size >= MEMO_MAX) this.#map.clear();
+    if (this.#map.size >= this.max) this.#map.clear();
     this.#map.set(k, m);
     return m;
   }
@@ -368,7 +374,7 @@ function keyMember(v: unknown): string | null {
   if (json === null) return member('key', generic(v));
   // A Map stores `version` by SameValueZero: -0 and 0 share an entry, and both print as 0.
   if (byVersion === undefined) {
-    byVersion = new Memo<unknown>();
+    byVersion = new Memo<unknown>(VERSIONS_MAX);
     keyMembers.set(v.name, byVersion);
   }
   return byVersion.set(version, member('key', json)!);
