@@ -96,18 +96,21 @@ export interface PreparedUnwrap {
   env: DecodedEnvelope;
   aad: Buffer;
   rewrap: RewrapSpec | null;
-  /** For the audit record: a short digest of the envelope. */
-  digest: string;
+  /** For the audit record: a short digest of the envelope; null when nothing is recorded. */
+  digest: string | null;
 }
 
-/** Parses and bounds an unwrap item. Throws MALFORMED_ENVELOPE, AAD_SIZE, REWRAP_*. */
-export function prepareUnwrap(item: UnwrapInput, limits: RequestLimits): PreparedUnwrap {
+/**
+ * Parses and bounds an unwrap item. Throws MALFORMED_ENVELOPE, AAD_SIZE, REWRAP_*.
+ * `audited`: the call gets an audit record (without one the digest is not computed).
+ */
+export function prepareUnwrap(item: UnwrapInput, limits: RequestLimits, audited: boolean): PreparedUnwrap {
   const blob = bytesOf(item.envelope, 'envelope');
   if (blob.length === 0) throw new HyokError('MALFORMED_ENVELOPE', { params: { detail: 'empty' } });
   const env = decodeEnvelope(blob);
   const aad = checkAad(item.aad, limits);
   const rewrap = checkRewrap(item.rewrap);
-  return { env, aad, rewrap, digest: digestForAudit(blob) };
+  return { env, aad, rewrap, digest: audited ? digestForAudit(blob) : null };
 }
 
 export function unwrapOp(p: PreparedUnwrap, key: UsableVersion): Op {

@@ -223,9 +223,9 @@ export function createHyokService(
     deps,
     spec('Unwrap'),
     async (ctx, req: UnwrapRequest) => {
-      const p = prepareUnwrap(req, deps.limits);
+      const p = prepareUnwrap(req, deps.limits, deps.audit !== null);
       ctx.key = { name: p.env.keyName, version: p.env.keyVersion };
-      ctx.details = { envelope: p.digest };
+      if (p.digest !== null) ctx.details = { envelope: p.digest };
       authorize(deps, ctx, 'unwrapKey', p.env.keyName);
       const key = await deps.keys.forUnwrap(p.env.keyName, p.env.keyVersion, 'unwrapKey');
       const out = itemValue<{ plaintext: Buffer }>(await singleOp(ctx, unwrapOp(p, key)));
@@ -334,9 +334,9 @@ export function createHyokService(
         ctx,
         items,
         (item, a, i) => {
-          const p = prepareUnwrap(item ?? {}, deps.limits);
+          const p = prepareUnwrap(item ?? {}, deps.limits, deps.audit !== null);
           a.key = { name: p.env.keyName, version: p.env.keyVersion };
-          a.details = { item: i, envelope: p.digest };
+          if (p.digest !== null) a.details = { item: i, envelope: p.digest };
           const d = res.decision('unwrapKey', p.env.keyName);
           a.decision = { allowed: d.allowed, rule: d.rule };
           if (!d.allowed) throw denied(d);
@@ -475,9 +475,9 @@ export function createHyokService(
       }
       try {
         if (!req) throw new HyokError('INVALID_REQUEST', { params: { detail: 'request is required' } });
-        const p = prepareUnwrap(req, deps.limits);
+        const p = prepareUnwrap(req, deps.limits, deps.audit !== null);
         ctx.key = { name: p.env.keyName, version: p.env.keyVersion };
-        ctx.details = { envelope: p.digest, correlationId: corr.slice(0, 128) };
+        if (p.digest !== null) ctx.details = { envelope: p.digest, correlationId: corr.slice(0, 128) };
         authorize(deps, ctx, 'unwrapKey', p.env.keyName);
         const key = await deps.keys.forUnwrap(p.env.keyName, p.env.keyVersion, 'unwrapKey');
         ctx.checkDeadline();
