@@ -81,7 +81,8 @@ async function main(): Promise<void> {
   let rate = 0;
   let envelopeBytes = 0;
   try {
-    daemon = await startDaemon(join(ws.dir, 'home'));
+    // Metrics on a free port: a daemon already running here keeps the default one.
+    daemon = await startDaemon(join(ws.dir, 'home'), { HYOKD_METRICS_LISTEN: '127.0.0.1:0' });
     const workload = await makeWorkload(daemon.target, ENVELOPES);
     envelopeBytes = workload.envelopeBytes;
     const c = await prepareCCeiling(join(ws.dir, 'c-loop'));
