@@ -3,7 +3,15 @@
 // byte limit of reserved space; events refused at append; I/O errors answered, a dead
 // thread failing its jobs, and the writer carrying on without it.
 import t, { type Test } from 'tap';
-import { closeSync, openSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { bodySegments, chainLine, GENESIS_PREV, type BodySegments } from '../../src/audit/canonical.js';
 import { packBatch } from '../../src/audit/chain-batch.js';
@@ -353,6 +361,42 @@ t.test(
       .map((r) => r.requestId);
     t.ok(ids.includes('req-199') && ids.includes('req-201') && !ids.includes('req-200'));
     t.ok((await verifyAuditDir(dir)).ok);
+  },
+);
+
+t.test(
+  'an append collects the answers the thread has ready: earlier appends settle before the loop runs',
+  async (t) => {
+    const dir = tempDir(t);
+    // Plain appends: the file grows when the thread's write lands.
+    const w = await openWriter(dir, { reserveBytes: 0 });
+    t.teardown(() => w.close());
+    t.equal(await w.offloadReady(), true);
+    await w.append(request(0));
+    const path = join(dir, auditFiles(dir).at(-1)!);
+    const before = statSync(path).size;
+    let settled = false;
+    const first = w.append(request(1)).then(() => {
+      settled = true;
+    });
+    // One loop turn: the writer hands the batch to the thread (its drain runs from setImmediate).
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    // Then block the loop, so the thread's own notification cannot run, until the write has
+    // landed and its answer is queued.
+    const block = new Int32Array(new SharedArrayBuffer(4));
+    for (let i = 0; i < 300 && statSync(path).size === before; i++) Atomics.wait(block, 0, 0, 10);
+    t.ok(statSync(path).size > before, 'the thread wrote the batch');
+    t.equal(settled, false, 'not settled while the loop was blocked');
+    // Append again, with microtasks only in between (never a loop turn), until the answer
+    // is queued on the thread's side: only append's own poll can deliver it here.
+    const more: Promise<void>[] = [];
+    for (let i = 0; i < 100 && !settled; i++) {
+      more.push(w.append(request(2 + i)));
+      for (let j = 0; j < 5; j++) await null;
+      if (!settled) Atomics.wait(block, 0, 0, 20);
+    }
+    t.equal(settled, true, 'the earlier append settled inside a later append');
+    await Promise.all([first, ...more]);
   },
 );
 
