@@ -1,6 +1,9 @@
 #include "session_pool.h"
 
 #include <chrono>
+#include <string>
+
+#include "thread_name.h"
 
 namespace hyokd {
 
@@ -100,6 +103,7 @@ bool SessionPool::Submit(Batch* b, OpError* err) {
 }
 
 void SessionPool::WorkerLoop(size_t index) {
+  NameThisThread("hyokd-hsm-" + std::to_string(index));
   Worker& w = workers_[index];
   for (;;) {
     Item item;
@@ -350,6 +354,7 @@ void SessionPool::RequestReinit() {
 }
 
 void SessionPool::SupervisorLoop() {
+  NameThisThread("hyokd-hsm-sup");
   std::unique_lock<std::mutex> lk(mu_);
   for (;;) {
     super_cv_.wait(lk, [&] { return stop_ || reinit_requested_; });

@@ -1,0 +1,51 @@
+// The addon's native threads carry names (top -H, ps -L, perf, /proc/<pid>/task/*/comm):
+// one per HSM worker session, the pool's supervisor, and the audit write thread.
+import { readdirSync, readFileSync } from 'node:fs';
+import t from 'tap';
+import { addon } from '../../src/hsm/native.js';
+import { createTestToken } from '../helpers/softhsm.js';
+
+function threadNames(): string[] {
+  const names: string[] = [];
+  for (const tid of readdirSync('/proc/self/task')) {
+    try {
+      names.push(readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim());
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return names;
+}
+
+const count = (names: string[], name: string): number => names.filter((n) => n === name).length;
+
+/** The threads' names once `name` shows up (each thread names itself when it starts). */
+async function namesOnce(name: string): Promise<string[]> {
+  for (let i = 0; i < 200 && count(threadNames(), name) === 0; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  return threadNames();
+}
+
+t.test('HSM workers and the supervisor are named; the names go with the pool', async (t) => {
+  const tok = await createTestToken('thread-names');
+  t.teardown(() => tok.cleanup());
+  const before = threadNames();
+  t.equal(count(before, 'hyokd-hsm-sup'), 0, 'no pool yet');
+  const h = await tok.open({ sessions: 3 });
+  await h.run({ op: 'random', length: 16 });
+  await namesOnce('hyokd-hsm-sup');
+  const names = await namesOnce('hyokd-hsm-2');
+  for (const n of ['hyokd-hsm-0', 'hyokd-hsm-1', 'hyokd-hsm-2', 'hyokd-hsm-sup']) {
+    t.equal(count(names, n), 1, n);
+  }
+  t.equal(count(names, 'hyokd-hsm-3'), 0, 'one name per session');
+  await h.close();
+  t.equal(count(threadNames(), 'hyokd-hsm-sup'), 0, 'gone after close');
+});
+
+t.test('the audit write thread is named', async (t) => {
+  const th = new (addon().AuditWriteThread)(() => {});
+  t.teardown(() => th.close());
+  t.equal(count(await namesOnce('hyokd-audit'), 'hyokd-audit'), 1);
+});
