@@ -1,0 +1,48 @@
+// What hsm.sessionObjectCopies trades away, on SoftHSM2: a session-object copy of a key is
+// an object of its own, so a token key destroyed by other means than hyokd's own eviction
+// keeps working through the copy until hyokd drops it. Without copies the next use fails.
+// (Why the option is off by default: README, "The native engine".)
+import { randomBytes } from 'node:crypto';
+import t from 'tap';
+import type { KeyRef } from '../../src/hsm/types.js';
+import { createTestToken } from '../helpers/softhsm.js';
+
+const tok = await createTestToken('copy-revocation');
+t.teardown(() => tok.cleanup());
+
+for (const copies of [false, true]) {
+  t.test(`sessionObjectCopies ${copies}: a token key destroyed behind the cache`, async (t) => {
+    const h = await tok.open({ sessions: 1, sessionObjectCopies: copies });
+    t.teardown(() => h.close());
+    const id = randomBytes(16);
+    const { handle } = await h.run({
+      op: 'generateKey',
+      keyBits: 256,
+      spec: { id, label: `revocation-${copies}`, usage: { encrypt: true, decrypt: true } },
+    });
+    const key: KeyRef = { id, cls: 'secret' };
+    const dek = randomBytes(32);
+    const { iv, ciphertext } = await h.run({ op: 'encrypt', key, plaintext: dek });
+    t.same((await h.run({ op: 'decrypt', key, iv, ciphertext })).plaintext, dek, 'works before');
+    // Destroy the token object directly: the key layer's evictKey is not called.
+    await h.run({ op: 'destroy', handle });
+    // (find also sees session objects: with copies on, the copy carries the same CKA_ID)
+    t.notOk((await h.run({ op: 'find', id })).handles.includes(handle), 'the token object is gone');
+    if (copies) {
+      const after = await h.run({ op: 'decrypt', key, iv, ciphertext });
+      t.same(after.plaintext, dek, 'the copy still decrypts');
+      await h.evictKey(key);
+      await t.rejects(
+        h.run({ op: 'decrypt', key, iv, ciphertext }),
+        { code: 'HYOKD_KEY_NOT_FOUND' },
+        'refused once hyokd drops the copy',
+      );
+    } else {
+      await t.rejects(
+        h.run({ op: 'decrypt', key, iv, ciphertext }),
+        { code: 'HYOKD_KEY_NOT_FOUND' },
+        'refused at the next use',
+      );
+    }
+  });
+}
