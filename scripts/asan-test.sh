@@ -17,7 +17,7 @@ export HYOKD_NATIVE_BUILD=Debug
 export LD_PRELOAD="$asan $ubsan"
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
-if [ $# -eq 0 ]; then set -- test/hsm/native-ops.test.ts test/hsm/native-concurrency.test.ts test/hsm/native-args.test.ts test/hsm/native-backend.test.ts test/audit/write-offload.test.ts; fi
+if [ $# -eq 0 ]; then set -- test/hsm/native-ops.test.ts test/hsm/native-concurrency.test.ts test/hsm/native-args.test.ts test/hsm/native-backend.test.ts test/audit/write-offload.test.ts test/hsm/native-thread-names.test.ts test/hsm/session-copy-revocation.test.ts; fi
 rc=0
 npx tap --jobs=1 "$@" || rc=$?
 # Leave the tree configured for the normal Release build again.
