@@ -382,7 +382,7 @@ t.test(
     // One loop turn: the writer hands the batch to the thread (its drain runs from setImmediate).
     await new Promise<void>((resolve) => setImmediate(resolve));
     // Then block the loop, so the thread's own notification cannot run, until the write has
-    // landed and its answer is queued.
+    // landed (its answer follows; the loop below waits for that).
     const block = new Int32Array(new SharedArrayBuffer(4));
     for (let i = 0; i < 300 && statSync(path).size === before; i++) Atomics.wait(block, 0, 0, 10);
     t.ok(statSync(path).size > before, 'the thread wrote the batch');
