@@ -31,6 +31,7 @@ import {
   finishCall,
   hsmBatch,
   identify,
+  recorded,
   unaryCall,
   rejectUnidentified,
   type AuditItem,
@@ -223,7 +224,7 @@ export function createHyokService(
     deps,
     spec('Unwrap'),
     async (ctx, req: UnwrapRequest) => {
-      const p = prepareUnwrap(req, deps.limits, deps.audit !== null);
+      const p = prepareUnwrap(req, deps.limits, recorded(deps, ctx));
       ctx.key = { name: p.env.keyName, version: p.env.keyVersion };
       if (p.digest !== null) ctx.details = { envelope: p.digest };
       authorize(deps, ctx, 'unwrapKey', p.env.keyName);
@@ -330,11 +331,12 @@ export function createHyokService(
     async (ctx, req: BatchUnwrapRequest) => {
       const items = checkBatchSize(req.items, deps) as UnwrapInput[];
       const res = new BatchResolver(deps, ctx);
+      const audited = recorded(deps, ctx);
       const results = await runBatch(
         ctx,
         items,
         (item, a, i) => {
-          const p = prepareUnwrap(item ?? {}, deps.limits, deps.audit !== null);
+          const p = prepareUnwrap(item ?? {}, deps.limits, audited);
           a.key = { name: p.env.keyName, version: p.env.keyVersion };
           if (p.digest !== null) a.details = { item: i, envelope: p.digest };
           const d = res.decision('unwrapKey', p.env.keyName);
@@ -475,7 +477,7 @@ export function createHyokService(
       }
       try {
         if (!req) throw new HyokError('INVALID_REQUEST', { params: { detail: 'request is required' } });
-        const p = prepareUnwrap(req, deps.limits, deps.audit !== null);
+        const p = prepareUnwrap(req, deps.limits, recorded(deps, ctx));
         ctx.key = { name: p.env.keyName, version: p.env.keyVersion };
         if (p.digest !== null) ctx.details = { envelope: p.digest, correlationId: corr.slice(0, 128) };
         authorize(deps, ctx, 'unwrapKey', p.env.keyName);

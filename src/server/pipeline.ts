@@ -412,6 +412,14 @@ export function logFailure(ctx: CallContext, h: HyokError): void {
 }
 
 /**
+ * Whether the call gets an audit record (finishCall writes one exactly then): work done
+ * only for the record, such as digests of ciphertexts, can be skipped otherwise.
+ */
+export function recorded(deps: PipelineDeps, ctx: CallContext): boolean {
+  return ctx.spec.audited && deps.audit !== null;
+}
+
+/**
  * Last step: audit (durable before the response), observer, client-facing error.
  * `err` null = success. Returns the error to send (null for success). When the audit
  * append fails, a successful call becomes AUDIT_UNAVAILABLE (UNAVAILABLE): the response
@@ -424,14 +432,15 @@ export async function finishCall(
   opHint?: HsmOpHint,
 ): Promise<(ServiceError & { hyok: HyokError }) | null> {
   let h: HyokError | null = err === null || err === undefined ? null : toHyokError(err, opHint);
-  if (ctx.spec.audited && deps.audit) {
+  const audit = recorded(deps, ctx) ? deps.audit : null;
+  if (audit) {
     const latency = ctx.elapsedMs();
     const code = h ? h.code : 'OK';
     try {
       if (ctx.auditItems && ctx.auditItems.length > 0) {
-        await Promise.all(batchAuditEvents(ctx, code, latency).map((ev) => deps.audit!.append(ev)));
+        await Promise.all(batchAuditEvents(ctx, code, latency).map((ev) => audit.append(ev)));
       } else {
-        await deps.audit.append(auditEvent(ctx, { code }, latency));
+        await audit.append(auditEvent(ctx, { code }, latency));
       }
     } catch (e) {
       h = new HyokError('AUDIT_UNAVAILABLE', { cause: e });

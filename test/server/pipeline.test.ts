@@ -12,6 +12,7 @@ import {
   contextOf,
   finishCall,
   hsmBatch,
+  recorded,
   requestIdOf,
   type PipelineDeps,
 } from '../../src/server/pipeline.js';
@@ -72,6 +73,15 @@ const identity = {
   audit: { fingerprint: 'ab'.repeat(32), san: 'spiffe://t/c' },
 };
 const spec = { service: 'hyok.v1.Hyok', method: 'Unwrap', plane: 'data' as const, audited: true };
+
+t.test('recorded: an audited spec with an audit sink, and nothing else', async (t) => {
+  const d = await deps([], [], []);
+  const ctx = (audited: boolean) =>
+    new CallContext({ ...spec, audited }, identity, 'peer', Infinity, 'r', {}, d.log);
+  t.equal(recorded(d, ctx(true)), true);
+  t.equal(recorded(d, ctx(false)), false, 'spec not audited (Echo)');
+  t.equal(recorded({ ...d, audit: null }, ctx(true)), false, 'audit off');
+});
 
 t.test('hsmBatch does not start work whose deadline has passed, and caps the rest', async (t) => {
   const d = await deps([], [], []);
