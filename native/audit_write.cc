@@ -91,6 +91,10 @@ struct State {
   // thread must not touch it again.
   bool exiting = false;
   std::atomic<uint32_t> epoch{0};
+  // Test hook (_testHold): while `held`, a job that is about to be written waits there,
+  // as a write to a hung disk would; `holding` says one does.
+  bool held = false;
+  bool holding = false;
   Napi::ThreadSafeFunction tsfn;
   AuditWriteThread* owner = nullptr;
 };
@@ -175,6 +179,16 @@ std::string ErrnoName(int err) {
 
 using StateRef = std::shared_ptr<State>;
 
+// The test hook's wait: returns false if the object is stopping (the job is then dropped).
+bool HoldBeforeWrite(State& state) {
+  std::unique_lock<std::mutex> lock(state.mu);
+  if (!state.held) return true;
+  state.holding = true;
+  state.cv.wait(lock, [&] { return !state.held || state.stopping; });
+  state.holding = false;
+  return !state.stopping;
+}
+
 void Deliver(Napi::Env env, Napi::Function, StateRef* ref);
 
 // The thread's body. `state` outlives it (the thread holds a reference).
@@ -220,6 +234,7 @@ void Run(std::shared_ptr<State> state) {
       // Read last: a cancel that came while this batch was being chained still counts.
       a.kind = AnswerKind::kCancelled;
     } else {
+      if (!HoldBeforeWrite(*state)) break;
       size_t off = 0;
       int err = 0;
       while (off < text.size()) {
@@ -268,7 +283,9 @@ class AuditWriteThread : public Napi::ObjectWrap<AuditWriteThread> {
                        {InstanceMethod<&AuditWriteThread::Write>("write"),
                         InstanceMethod<&AuditWriteThread::Cancel>("cancel"),
                         InstanceMethod<&AuditWriteThread::Poll>("poll"),
-                        InstanceMethod<&AuditWriteThread::Close>("close")});
+                        InstanceMethod<&AuditWriteThread::Close>("close"),
+                        InstanceMethod<&AuditWriteThread::TestHold>("_testHold"),
+                        InstanceMethod<&AuditWriteThread::TestHolding>("_testHolding")});
   }
 
   // new AuditWriteThread(onAnswers): onAnswers(answers) gets a flat array, five entries
@@ -397,6 +414,24 @@ class AuditWriteThread : public Napi::ObjectWrap<AuditWriteThread> {
   Napi::Value Close(const Napi::CallbackInfo& info) {
     Stop();
     return info.Env().Undefined();
+  }
+
+  // Test hook, a hung disk: _testHold(true) stops the thread before its next write (the
+  // batch is chained and its cancel check passed, as if write() had not returned) until
+  // _testHold(false); _testHolding() says whether a job waits there now.
+  Napi::Value TestHold(const Napi::CallbackInfo& info) {
+    if (info.Length() != 1 || !info[0].IsBoolean()) {
+      throw Napi::TypeError::New(info.Env(), "_testHold(on: boolean)");
+    }
+    std::lock_guard<std::mutex> lock(state_->mu);
+    state_->held = info[0].As<Napi::Boolean>().Value();
+    state_->cv.notify_all();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value TestHolding(const Napi::CallbackInfo& info) {
+    std::lock_guard<std::mutex> lock(state_->mu);
+    return Napi::Boolean::New(info.Env(), state_->holding);
   }
 
   Napi::FunctionReference on_answers_;

@@ -144,6 +144,19 @@ export class AuditWriteOffload {
     this.#thread?.cancel();
   }
 
+  /**
+   * Test hook, a hung disk: while on, the thread stops just before its next write reaches
+   * the file (chained, past the cancel check) and carries on when it is turned off.
+   */
+  hold(on: boolean): void {
+    this.#thread?._testHold(on);
+  }
+
+  /** Whether a write waits at the test hold now. */
+  get holding(): boolean {
+    return this.#thread?._testHolding() ?? false;
+  }
+
   /** Stop the thread after the write it is on; jobs still waiting fail. */
   close(): Promise<void> {
     this.#stop(failure('WORKER', 'audit write helper closed'));

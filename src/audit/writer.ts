@@ -107,9 +107,10 @@ export interface AuditWriterOptions {
   /**
    * Chain and write batches of caller records on a helper thread (write-offload.ts).
    * Default: on with the default file system, off with an injected one (whose calls
-   * must run on the event loop).
+   * must run on the event loop). Or the helper to use (tests, to reach its hold hook);
+   * the writer closes it.
    */
-  offload?: boolean;
+  offload?: boolean | AuditWriteOffload;
   /**
    * Batches handed to the helper thread and not yet answered, at most (the next is handed
    * over while the helper writes the one before). Default 2; 1 waits for each answer.
@@ -307,14 +308,16 @@ export class AuditWriter extends EventEmitter {
     this.#now = opts.now ?? (() => new Date());
     this.#signer = opts.signer;
     this.#offload =
-      (opts.offload ?? opts.fs === undefined)
-        ? new AuditWriteOffload((reason) =>
-            this.#log?.warn(
-              { audit: { helper: reason } },
-              'audit write helper thread stopped: batches are written on the event loop from now on',
-            ),
-          )
-        : null;
+      opts.offload instanceof AuditWriteOffload
+        ? opts.offload
+        : (opts.offload ?? opts.fs === undefined)
+          ? new AuditWriteOffload((reason) =>
+              this.#log?.warn(
+                { audit: { helper: reason } },
+                'audit write helper thread stopped: batches are written on the event loop from now on',
+              ),
+            )
+          : null;
     this.#o = {
       maxFileBytes: opts.maxFileBytes ?? 64 * 1024 * 1024,
       maxFileAgeMs: opts.maxFileAgeMs ?? 24 * 3600 * 1000,

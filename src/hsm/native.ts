@@ -79,6 +79,10 @@ export interface RawAuditWriteThread {
   /** Hands the answers ready now to onAnswers at once; true if there were any. */
   poll(): boolean;
   close(): void;
+  /** Test hook, a hung disk: while on, the next write waits just before it reaches the file. */
+  _testHold(on: boolean): void;
+  /** Whether a job waits at the test hold now. */
+  _testHolding(): boolean;
 }
 
 /** The `kind` of an answer from RawAuditWriteThread. */

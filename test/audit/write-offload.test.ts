@@ -180,6 +180,9 @@ t.test('the native thread refuses malformed arguments with a TypeError or RangeE
     t.throws(() => w(...args), E, `argument ${i} = ${String(v)}`);
   }
   t.throws(() => w(...ok.slice(0, 7)), TypeError, 'too few arguments');
+  const hold = th._testHold.bind(th) as (...a: unknown[]) => void;
+  t.throws(() => hold(), TypeError, '_testHold without an argument');
+  t.throws(() => hold(1), TypeError, '_testHold(1)');
   th.close();
   t.throws(() => w(...ok), /stopped/, 'closed');
 });
@@ -557,5 +560,77 @@ t.test(
       );
       t.equal(ids.filter((id) => typeof id === 'string' && /^req-2\d{3}$/.test(id)).length, 20);
     }
+  },
+);
+
+t.test(
+  'a hung offloaded write, with batches handed over behind it, fails them all within writeTimeoutMs; recovery waits for it',
+  async (t) => {
+    const dir = tempDir(t);
+    const offload = new AuditWriteOffload();
+    // One record per batch and four batches with the helper: the hung one and three behind it.
+    const w = await openWriter(dir, {
+      offload,
+      offloadDepth: 4,
+      groupCommitMaxRecords: 1,
+      writeTimeoutMs: 200,
+      probeIntervalMs: 20,
+    });
+    t.teardown(() => {
+      offload.hold(false);
+      return w.close();
+    });
+    t.equal(await w.offloadReady(), true);
+    await Promise.all(Array.from({ length: 20 }, (_, i) => w.append(request(i))));
+    const pipelinedBefore = w.stats().pipelinedBatches;
+
+    offload.hold(true);
+    const started = Date.now();
+    const settledAt: number[] = [];
+    const outcomes = Array.from({ length: 40 }, (_, i) =>
+      w
+        .append(request(1000 + i))
+        .then(
+          () => 'durable',
+          (err: { code?: string; kind?: string }) => `${err.code}/${err.kind}`,
+        )
+        .finally(() => settledAt.push(Date.now() - started)),
+    );
+    for (let i = 0; i < 200 && !offload.holding; i++) await new Promise((r) => setTimeout(r, 5));
+    t.equal(offload.holding, true, 'the helper is stuck in a write');
+    const results = await Promise.all(outcomes);
+    t.same(new Set(results), new Set(['AUDIT_UNAVAILABLE/TIMEOUT']), 'every append refused, as a timeout');
+    const last = Math.max(...settledAt);
+    t.ok(last >= 190 && last < 2000, `all refused ${last} ms after the disk hung (writeTimeoutMs 200)`);
+    t.ok(w.stats().pipelinedBatches > pipelinedBefore, 'batches were handed over behind the hung one');
+    t.equal(w.healthy(), false);
+    t.equal(w.stats().lastErrorKind, 'TIMEOUT');
+
+    await new Promise((r) => setTimeout(r, 300));
+    t.equal(w.healthy(), false, 'no resume while the hung write may still land');
+    t.equal(offload.holding, true);
+    offload.hold(false);
+    await nextHealth(w);
+    t.equal(w.healthy(), true, 'healthy once the hung write returned');
+    await Promise.all(Array.from({ length: 20 }, (_, i) => w.append(request(2000 + i))));
+    await w.close();
+
+    const report = await verifyAuditDir(dir);
+    t.equal(report.ok, true, JSON.stringify(report.firstError));
+    const records = readRecords(dir);
+    const ids = records.map((r) => r.requestId);
+    const late = ids.filter((id) => typeof id === 'string' && /^req-1\d{3}$/.test(id));
+    // The hung batch (one record) may land when its write returns; the caller was refused, and
+    // over-recording is the safe side. Nothing handed over behind it reaches the file.
+    t.ok(late.length <= 1, `refused records on disk: ${late.join(', ') || 'none'}`);
+    t.equal(
+      ids.filter((id) => typeof id === 'string' && /^req-2\d{3}$/.test(id)).length,
+      20,
+      'service resumed',
+    );
+    t.ok(
+      records.some((r) => r.type === 'resume'),
+      'a resume marker declares the gap',
+    );
   },
 );
