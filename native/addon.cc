@@ -452,6 +452,10 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
     if (!sc.IsBoolean()) throw Napi::TypeError::New(env, "sessionObjectCopies must be a boolean");
     po.session_copies = sc.As<Napi::Boolean>().Value();
   }
+  if (!o.Get("sessionCopyRecheckMs").IsUndefined()) {
+    po.copy_recheck_ns =
+        static_cast<int64_t>(num("sessionCopyRecheckMs", 1, 3'600'000)) * 1'000'000;
+  }
   auto* w = new OpenWorker(env, std::move(mo), po, auto_sessions);
   Napi::Promise p = w->Promise();
   w->Queue();

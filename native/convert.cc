@@ -672,6 +672,7 @@ Napi::Object CountersToJs(Napi::Env env, const PoolCounters& c) {
   o.Set("sessionReopens", Napi::Number::New(env, static_cast<double>(c.session_reopens)));
   o.Set("relogins", Napi::Number::New(env, static_cast<double>(c.relogins)));
   o.Set("handleResolves", Napi::Number::New(env, static_cast<double>(c.handle_resolves)));
+  o.Set("sessionCopiesDropped", Napi::Number::New(env, static_cast<double>(c.copies_dropped)));
   o.Set("rejectedQueueFull", Napi::Number::New(env, static_cast<double>(c.rejected_queue_full)));
   return o;
 }

@@ -1,7 +1,9 @@
 #include "session_pool.h"
 
+#include <algorithm>
 #include <chrono>
 #include <string>
+#include <vector>
 
 #include "thread_name.h"
 
@@ -246,13 +248,36 @@ bool SessionPool::Resolve(Worker& w, const KeyRef& key, bool hot, CK_OBJECT_HAND
                           OpError* err) {
   std::string ck = key.CacheKey();
   uint64_t gen = module_->generation();
+  CachedKey checking;
   {
     std::shared_lock<std::shared_mutex> g(cache_mu_);
     auto it = cache_.find(ck);
     if (it != cache_.end() && it->second.generation == gen) {
-      *out = hot && it->second.copy != CK_INVALID_HANDLE ? it->second.copy : it->second.handle;
+      const CachedKey& e = it->second;
+      if (!hot || e.copy == CK_INVALID_HANDLE) {
+        *out = e.handle;
+        return true;
+      }
+      // A copy outlives its token object: one worker at a time checks the token object
+      // once its check is due; the others go on using the copy meanwhile.
+      int64_t now = NowNs();
+      int64_t due = e.check_due->load(std::memory_order_relaxed);
+      if (now < due || !e.check_due->compare_exchange_strong(due, now + opts_.copy_recheck_ns,
+                                                             std::memory_order_relaxed)) {
+        *out = e.copy;
+        return true;
+      }
+      checking = e;
+    }
+  }
+  if (checking.copy != CK_INVALID_HANDLE) {
+    if (CopyStillValid(w, key, checking)) {
+      *out = checking.copy;
       return true;
     }
+    // Destroyed, disabled, renamed or otherwise changed behind hyokd's back (or the check
+    // itself failed): drop the copy and look the key up again, as without copies.
+    DropCopy(ck, checking);
   }
   resolves_.fetch_add(1, std::memory_order_relaxed);
   CK_FUNCTION_LIST* fl = module_->fl();
@@ -310,7 +335,16 @@ bool SessionPool::Resolve(Worker& w, const KeyRef& key, bool hot, CK_OBJECT_HAND
       ct.Bool(CKA_TOKEN, false);
       return fl->C_CopyObject(keeper, entry.handle, ct.data(), ct.size(), &copy);
     });
-    if (rv == CKR_OK) entry.copy = copy;
+    if (rv == CKR_OK) {
+      // The copy's own flags are what it allows; its token object must keep them.
+      if (ReadUsage(w.session, copy, &entry.usage)) {
+        entry.copy = copy;
+        entry.check_due = std::make_shared<std::atomic<int64_t>>(NowNs() + opts_.copy_recheck_ns);
+      } else {
+        module_->WithKeeper(
+            [&](CK_SESSION_HANDLE keeper) { return fl->C_DestroyObject(keeper, copy); });
+      }
+    }
     if (it != cache_.end() && it->second.copy != CK_INVALID_HANDLE) {
       CK_OBJECT_HANDLE stale = it->second.copy;
       module_->WithKeeper(
@@ -322,10 +356,64 @@ bool SessionPool::Resolve(Worker& w, const KeyRef& key, bool hot, CK_OBJECT_HAND
   return true;
 }
 
-void SessionPool::Invalidate(const KeyRef& key) {
-  std::unique_lock<std::shared_mutex> g(cache_mu_);
-  cache_.erase(key.CacheKey());
+namespace {
+constexpr CK_BBOOL kNoFlag = 0xff;
+constexpr std::array<CK_ATTRIBUTE_TYPE, 7> kUsageTypes = {
+    CKA_ENCRYPT, CKA_DECRYPT, CKA_WRAP, CKA_UNWRAP, CKA_SIGN, CKA_VERIFY, CKA_DERIVE};
+}  // namespace
+
+// The usage flags of object `h`; an attribute the module does not have for it reads as
+// kNoFlag. False if the object cannot be read.
+bool SessionPool::ReadUsage(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE h, Usage* out) {
+  static_assert(kUsageTypes.size() == kUsageFlags);
+  std::array<CK_ATTRIBUTE, kUsageFlags> attrs{};
+  for (size_t i = 0; i < kUsageFlags; i++) {
+    (*out)[i] = kNoFlag;
+    attrs[i] = {kUsageTypes[i], &(*out)[i], sizeof(CK_BBOOL)};
+  }
+  CK_RV rv = module_->fl()->C_GetAttributeValue(session, h, attrs.data(), attrs.size());
+  if (rv != CKR_OK && rv != CKR_ATTRIBUTE_TYPE_INVALID) return false;
+  for (size_t i = 0; i < kUsageFlags; i++) {
+    if (attrs[i].ulValueLen != sizeof(CK_BBOOL)) (*out)[i] = kNoFlag;
+  }
+  return true;
 }
+
+// Whether `entry`'s token object is still the key its copy was made from: there, with
+// the key's id and class, and with the usage flags the copy has.
+bool SessionPool::CopyStillValid(Worker& w, const KeyRef& key, const CachedKey& entry) {
+  CK_OBJECT_CLASS cls = CK_UNAVAILABLE_INFORMATION;
+  std::vector<uint8_t> id(key.id.size() + 1);
+  CK_ATTRIBUTE attrs[] = {{CKA_CLASS, &cls, sizeof(cls)},
+                          {CKA_ID, id.data(), static_cast<CK_ULONG>(id.size())}};
+  if (module_->fl()->C_GetAttributeValue(w.session, entry.handle, attrs, 2) != CKR_OK) return false;
+  if (cls != key.cls || attrs[1].ulValueLen != key.id.size() ||
+      !std::equal(key.id.begin(), key.id.end(), id.begin())) {
+    return false;
+  }
+  Usage now;
+  return ReadUsage(w.session, entry.handle, &now) && now == entry.usage;
+}
+
+// Removes `entry` from the cache if it is still there with that copy, and destroys the copy.
+void SessionPool::DropCopy(const std::string& ck, const CachedKey& entry) {
+  {
+    std::unique_lock<std::shared_mutex> g(cache_mu_);
+    auto it = cache_.find(ck);
+    if (it == cache_.end() || it->second.copy != entry.copy) return;  // someone else did
+    cache_.erase(it);
+  }
+  copies_dropped_.fetch_add(1, std::memory_order_relaxed);
+  if (entry.generation == module_->generation()) {
+    CK_FUNCTION_LIST* fl = module_->fl();
+    module_->WithKeeper(
+        [&](CK_SESSION_HANDLE keeper) { return fl->C_DestroyObject(keeper, entry.copy); });
+  }
+}
+
+// A handle turned out stale: drop the entry, and its copy with it (a copy left behind
+// would live, unreachable, as long as the login).
+void SessionPool::Invalidate(const KeyRef& key) { EvictKey(key); }
 
 void SessionPool::EvictKey(const KeyRef& key) {
   CachedKey entry;
@@ -437,6 +525,7 @@ PoolCounters SessionPool::Counters() {
   c.session_reopens = reopens_.load();
   c.relogins = module_->relogins.load();
   c.handle_resolves = resolves_.load();
+  c.copies_dropped = copies_dropped_.load();
   c.rejected_queue_full = rejected_full_.load();
   return c;
 }

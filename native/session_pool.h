@@ -11,6 +11,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <shared_mutex>
 #include <string>
@@ -40,7 +41,7 @@ struct PoolCounters {
   std::array<uint64_t, kOpKindCount> ops{};
   std::map<std::string, uint64_t> errors;
   uint64_t reinits = 0, session_reopens = 0, relogins = 0, handle_resolves = 0,
-           rejected_queue_full = 0;
+           rejected_queue_full = 0, copies_dropped = 0;
 };
 
 class SessionPool {
@@ -49,6 +50,9 @@ class SessionPool {
     size_t sessions = 2;
     size_t queue_capacity = 4096;
     bool session_copies = false;
+    // How often a session copy's token object is checked (still there, same id and class,
+    // same usage flags) before the copy is used again; a copy that fails is dropped.
+    int64_t copy_recheck_ns = 1'000'000'000;
   };
   // Called on a worker (or the supervisor) thread when a batch is complete.
   using Completion = std::function<void(Batch*)>;
@@ -85,10 +89,17 @@ class SessionPool {
     CK_SESSION_HANDLE session = CK_INVALID_HANDLE;
     uint64_t generation = 0;
   };
+  // Usage flags of a key (CK_TRUE, CK_FALSE, or kNoFlag where the module has no such attribute).
+  static constexpr size_t kUsageFlags = 7;
+  using Usage = std::array<CK_BBOOL, kUsageFlags>;
   struct CachedKey {
     CK_OBJECT_HANDLE handle = CK_INVALID_HANDLE;
     CK_OBJECT_HANDLE copy = CK_INVALID_HANDLE;
     uint64_t generation = 0;
+    // With a copy: the copy's usage flags, and when its token object is next checked
+    // (steady clock, ns; shared by every worker that reads the entry).
+    Usage usage{};
+    std::shared_ptr<std::atomic<int64_t>> check_due;
   };
   class Context;
 
@@ -99,6 +110,9 @@ class SessionPool {
   CK_RV EnsureSession(Worker& w);
   Recovery SessionHealth(Worker& w);
   bool Resolve(Worker& w, const KeyRef& key, bool hot, CK_OBJECT_HANDLE* out, OpError* err);
+  bool ReadUsage(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE h, Usage* out);
+  bool CopyStillValid(Worker& w, const KeyRef& key, const CachedKey& entry);
+  void DropCopy(const std::string& ck, const CachedKey& entry);
   void Invalidate(const KeyRef& key);
   void RequestReinit();
   void CountError(const std::string& code);
@@ -130,7 +144,8 @@ class SessionPool {
   std::array<std::atomic<uint64_t>, kOpKindCount> op_counts_{};
   std::mutex err_mu_;
   std::map<std::string, uint64_t> err_counts_;
-  std::atomic<uint64_t> reinits_{0}, reopens_{0}, resolves_{0}, rejected_full_{0};
+  std::atomic<uint64_t> reinits_{0}, reopens_{0}, resolves_{0}, rejected_full_{0},
+      copies_dropped_{0};
   std::atomic<uint64_t> fault_count_{0};
   std::atomic<CK_RV> fault_rv_{CKR_OK};
 };

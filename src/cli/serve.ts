@@ -100,6 +100,7 @@ async function openDaemon(config: Config, opts: DaemonOptions, log: Logger, lock
     ...(config.hsm.sessions !== null ? { sessions: config.hsm.sessions } : {}),
     queueCapacity: config.hsm.queueCapacity,
     sessionObjectCopies: config.hsm.sessionObjectCopies,
+    sessionCopyRecheckMs: config.hsm.sessionCopyRecheckMs,
     opTimeoutMs: config.hsm.opTimeoutMs,
   });
   pin.fill(0);

@@ -25,6 +25,7 @@ export interface HsmConfig {
   readonly sessions: number | null;
   readonly queueCapacity: number;
   readonly sessionObjectCopies: boolean;
+  readonly sessionCopyRecheckMs: number;
   readonly opTimeoutMs: number;
 }
 

@@ -88,6 +88,7 @@ function resolveConfig(p: ParsedConfig, cwd: string, file: string | null): Confi
       sessions: hsm.sessions,
       queueCapacity: hsm.queueCapacity,
       sessionObjectCopies: hsm.sessionObjectCopies,
+      sessionCopyRecheckMs: hsm.sessionCopyRecheckMs,
       opTimeoutMs: hsm.opTimeoutMs,
     },
     server: {

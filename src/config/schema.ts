@@ -73,6 +73,14 @@ export const hsmSchema = z
     sessionObjectCopies: bool(
       'copy each KEK into a per-session object for speed (still non-extractable)',
     ).default(false),
+    sessionCopyRecheckMs: z
+      .int()
+      .min(1)
+      .max(3_600_000)
+      .describe(
+        'with sessionObjectCopies: how often, in milliseconds, a copy is checked against its token key (gone, renamed or disabled there: the copy is dropped), an integer 1..3600000',
+      )
+      .default(1000),
     opTimeoutMs: positiveInt('timeout of one HSM operation in milliseconds').default(5000),
   })
   .superRefine((hsm, ctx) => {

@@ -409,6 +409,7 @@ export class FakeHsmBackend implements HsmBackend {
       sessionReopens: 0,
       relogins: 0,
       handleResolves: this.stats.handleResolves,
+      sessionCopiesDropped: 0,
       rejectedQueueFull: this.stats.rejectedQueueFull,
     };
   }

@@ -46,6 +46,12 @@ export interface RawOpenOptions {
   queueCapacity?: number;
   /** Use session-object copies of hot AES keys (faster on SoftHSM2; see README). */
   sessionObjectCopies?: boolean;
+  /**
+   * With copies: how often, in milliseconds, a copy's token object is checked (still there,
+   * same id, class and usage flags) before the copy is used again; a copy that fails is
+   * dropped. 1–3,600,000; default 1000.
+   */
+  sessionCopyRecheckMs?: number;
 }
 
 export interface RawAddon {

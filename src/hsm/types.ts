@@ -213,6 +213,8 @@ export interface HsmCounters {
   sessionReopens: number;
   relogins: number;
   handleResolves: number;
+  /** Session-object copies dropped because their token object vanished or changed behind hyokd. */
+  sessionCopiesDropped: number;
   rejectedQueueFull: number;
 }
 

@@ -296,6 +296,11 @@ export class Metrics implements CallObserver {
       (c) => c.handleResolves,
     );
     hsmCounter(
+      'hyokd_hsm_session_copies_dropped_total',
+      'Session-object key copies dropped because their token key vanished or changed outside hyokd.',
+      (c) => c.sessionCopiesDropped,
+    );
+    hsmCounter(
       'hyokd_hsm_queue_rejections_total',
       'Submissions refused because the HSM queue was full (RESOURCE_EXHAUSTED).',
       (c) => c.rejectedQueueFull,

@@ -47,6 +47,7 @@ t.test('defaults with no file and no environment', async (t) => {
     sessions: null,
     queueCapacity: 4096,
     sessionObjectCopies: false,
+    sessionCopyRecheckMs: 1000,
     opTimeoutMs: 5000,
   });
   t.equal(c.server.listen, '127.0.0.1:8443');
@@ -101,6 +102,7 @@ t.test('YAML values apply and relative paths resolve against home', async (t) =>
       '  pinEnv: HSM_PIN',
       '  sessions: 3',
       '  sessionObjectCopies: true',
+      '  sessionCopyRecheckMs: 250',
       'server:',
       '  listen: "[::1]:0"',
       '  tls: { cert: certs/s.pem, clientCa: /etc/ca.pem }',
@@ -119,6 +121,7 @@ t.test('YAML values apply and relative paths resolve against home', async (t) =>
   t.equal(c.hsm.pinFile, null, 'no default pin file when pinEnv is given');
   t.equal(c.hsm.sessions, 3);
   t.equal(c.hsm.sessionObjectCopies, true);
+  t.equal(c.hsm.sessionCopyRecheckMs, 250);
   t.equal(c.server.listen, '[::1]:0');
   t.equal(c.server.tls.cert, join(home, 'certs/s.pem'));
   t.equal(c.server.tls.key, join(home, 'pki/server.key'));
@@ -190,7 +193,7 @@ t.test('every field has a documented variable', async (t) => {
     );
   }
   t.ok(ENV_OVERRIDES.some((e) => e.env === 'HYOKD_QUORUM_OPERATIONS' && e.path === 'quorum.operations'));
-  t.equal(ENV_OVERRIDES.length, 41, 'one variable per leaf field');
+  t.equal(ENV_OVERRIDES.length, 42, 'one variable per leaf field');
   t.equal(envNameFor(['server', 'maxConnectionAgeGraceMs']), 'HYOKD_SERVER_MAX_CONNECTION_AGE_GRACE_MS');
   t.same(
     unknownEnvOverrides({ HYOKD_HSM_MODUEL: 'x', HYOKD_HSM_MODULE: 'y', HYOKD_CONFIG: 'z', PATH: '/' }),
@@ -239,6 +242,21 @@ t.test('bad types are named by dotted path with origin and a hint', async (t) =>
     configError(t, () => loadConfig({ env: { HYOKD_AUDIT_RESERVE_BYTES: '4096.5' }, cwd })),
     /audit\.reserveBytes: .*expected int/i,
   );
+
+  // hsm.sessionCopyRecheckMs: 1 ms to an hour, whole milliseconds.
+  t.equal(loadConfig({ env: { HYOKD_HSM_SESSION_COPY_RECHECK_MS: '1' }, cwd }).hsm.sessionCopyRecheckMs, 1);
+  for (const [bad, why] of [
+    ['0', /Too small/],
+    ['3600001', /Too big/],
+    ['2.5', /expected int/i],
+    ['soon', /expected number/i],
+  ] as const) {
+    t.match(
+      configError(t, () => loadConfig({ env: { HYOKD_HSM_SESSION_COPY_RECHECK_MS: bad }, cwd })),
+      new RegExp(`hsm\\.sessionCopyRecheckMs: .*${why.source}.*HYOKD_HSM_SESSION_COPY_RECHECK_MS`, why.flags),
+      bad,
+    );
+  }
 
   yamlFile(cwd, 'hsm: 5\n', 'scalar.yaml');
   const section = configError(t, () => loadConfig({ file: 'scalar.yaml', env: {}, cwd }));

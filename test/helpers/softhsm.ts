@@ -10,6 +10,8 @@ export interface TestToken {
   dir: string;
   label: string;
   modulePath: string;
+  /** The file that holds the user PIN (for another process on the token). */
+  pinFile: string;
   /** A fresh copy of the PIN each call: the addon zeroes what it is given. */
   pin(): Buffer;
   open(opts?: Partial<NativeBackendOptions>): Promise<NativeBackend>;
@@ -24,6 +26,7 @@ export async function createTestToken(label = 'hyokd-test'): Promise<TestToken> 
     dir,
     label,
     modulePath: SOFTHSM_MODULE,
+    pinFile: tok.pinFile,
     pin,
     open: (opts = {}) =>
       NativeBackend.open({ modulePath: SOFTHSM_MODULE, tokenLabel: label, pin: pin(), ...opts }),

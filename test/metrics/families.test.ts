@@ -27,6 +27,7 @@ function hsmCounters(over: Partial<HsmCounters> = {}): HsmCounters {
     sessionReopens: 2,
     relogins: 3,
     handleResolves: 7,
+    sessionCopiesDropped: 4,
     rejectedQueueFull: 5,
     ...over,
   };
@@ -96,6 +97,7 @@ const FAMILIES: Record<string, string> = {
   hyokd_hsm_session_reopens_total: 'counter',
   hyokd_hsm_relogins_total: 'counter',
   hyokd_hsm_handle_resolves_total: 'counter',
+  hyokd_hsm_session_copies_dropped_total: 'counter',
   hyokd_hsm_queue_rejections_total: 'counter',
   hyokd_audit_write_duration_seconds: 'histogram',
   hyokd_audit_commit_records: 'histogram',
@@ -237,6 +239,7 @@ t.test('a short run exposes every family with sane values', async (t) => {
   t.equal(value(e, 'hyokd_hsm_session_reopens_total'), 2);
   t.equal(value(e, 'hyokd_hsm_relogins_total'), 3);
   t.equal(value(e, 'hyokd_hsm_handle_resolves_total'), 7);
+  t.equal(value(e, 'hyokd_hsm_session_copies_dropped_total'), 4);
   t.equal(value(e, 'hyokd_hsm_queue_rejections_total'), 5);
 
   // audit

@@ -136,6 +136,7 @@ t.test('a flood of random method names and HSM codes adds a bounded number of se
     sessionReopens: 0,
     relogins: 0,
     handleResolves: 0,
+    sessionCopiesDropped: 0,
     rejectedQueueFull: 0,
   };
   const m = new Metrics({ defaultMetrics: false, sources: { hsm: () => counters } });
@@ -186,6 +187,7 @@ t.test('nothing but allowlisted values appears as a label', async (t) => {
         sessionReopens: 0,
         relogins: 0,
         handleResolves: 0,
+        sessionCopiesDropped: 0,
         rejectedQueueFull: 0,
       }),
     },
