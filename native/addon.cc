@@ -453,8 +453,9 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
     po.session_copies = sc.As<Napi::Boolean>().Value();
   }
   if (!o.Get("sessionCopyRecheckMs").IsUndefined()) {
-    po.copy_recheck_ns =
-        static_cast<int64_t>(num("sessionCopyRecheckMs", 1, 3'600'000)) * 1'000'000;
+    po.copy_recheck_ns = static_cast<int64_t>(IntegerValue(env, o.Get("sessionCopyRecheckMs"),
+                                                           "sessionCopyRecheckMs", 1, 3'600'000)) *
+                         1'000'000;
   }
   auto* w = new OpenWorker(env, std::move(mo), po, auto_sessions);
   Napi::Promise p = w->Promise();

@@ -161,6 +161,25 @@ t.test('open() and initToken() arguments', async (t) => {
     () => a.open({ modulePath: tok.modulePath, tokenLabel: 'x', pin: Buffer.from('x'), sessions: 0 }),
     RangeError,
   );
+  const base = { modulePath: tok.modulePath, tokenLabel: 'x', pin: Buffer.from('x') };
+  for (const [bad, E] of [
+    [0, RangeError],
+    [3_600_001, RangeError],
+    [1.5, RangeError],
+    [Number.NaN, RangeError],
+    ['1000', TypeError],
+  ] as const) {
+    t.throws(
+      () => a.open({ ...base, sessionCopyRecheckMs: bad as number }),
+      E,
+      `sessionCopyRecheckMs ${bad}`,
+    );
+  }
+  t.throws(
+    () => a.open({ ...base, sessionObjectCopies: 'yes' as never }),
+    TypeError,
+    'sessionObjectCopies "yes"',
+  );
   t.throws(
     () =>
       a.initToken({
