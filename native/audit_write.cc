@@ -79,7 +79,7 @@ struct WriteAnswer {
 class AuditWriteThread;
 
 // Shared by the JS object and the thread, so either may go first. Everything but
-// `epoch` is guarded by `mu`; `owner` is touched on the JS thread only.
+// `epoch` and `held` is guarded by `mu`; `owner` is touched on the JS thread only.
 struct State {
   std::mutex mu;
   std::condition_variable cv;
@@ -92,8 +92,9 @@ struct State {
   bool exiting = false;
   std::atomic<uint32_t> epoch{0};
   // Test hook (_testHold): while `held`, a job that is about to be written waits there,
-  // as a write to a hung disk would; `holding` says one does.
-  bool held = false;
+  // as a write to a hung disk would; `holding` says one does. `held` is written under `mu`
+  // and read without it first, so the hook costs the write path no lock while off.
+  std::atomic<bool> held{false};
   bool holding = false;
   Napi::ThreadSafeFunction tsfn;
   AuditWriteThread* owner = nullptr;
@@ -181,8 +182,9 @@ using StateRef = std::shared_ptr<State>;
 
 // The test hook's wait: returns false if the object is stopping (the job is then dropped).
 bool HoldBeforeWrite(State& state) {
+  if (!state.held.load()) return true;
   std::unique_lock<std::mutex> lock(state.mu);
-  if (!state.held) return true;
+  if (!state.held.load()) return true;
   state.holding = true;
   state.cv.wait(lock, [&] { return !state.held || state.stopping; });
   state.holding = false;
