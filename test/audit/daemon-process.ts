@@ -10,6 +10,7 @@ import { credentials, loadPackageDefinition, type Client } from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';
 import { createHyokClient } from '../../src/cli/client/grpc-client.js';
 import { parseBundle } from '../../src/pki/index.js';
+import { typeScriptLoaders } from '../helpers/ts-child.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -33,8 +34,7 @@ export function hyokdEntry(): string[] {
     cachedEntry = [dist];
   } else {
     // The TypeScript loader only: not tap's process-info hook (see daemonEnv).
-    const loaders = process.execArgv.filter((a) => a.startsWith('--import') && !a.includes('processinfo'));
-    cachedEntry = [...loaders, join(root, 'src', 'cli', 'main.ts')];
+    cachedEntry = [...typeScriptLoaders(), join(root, 'src', 'cli', 'main.ts')];
   }
   return cachedEntry;
 }

@@ -12,6 +12,7 @@ import t from 'tap';
 import type { NativeBackend } from '../../src/hsm/native-backend.js';
 import type { KeyRef } from '../../src/hsm/types.js';
 import { createTestToken } from '../helpers/softhsm.js';
+import { typeScriptLoaders } from '../helpers/ts-child.js';
 
 const tok = await createTestToken('copy-revocation');
 t.teardown(() => tok.cleanup());
@@ -39,8 +40,7 @@ const RECHECK = 50;
 /** Runs test/helpers/other-process.ts: another program on the token changes the key. */
 function otherProcess(action: 'destroy' | 'disable', id: Buffer): Promise<void> {
   const script = join(fileURLToPath(new URL('.', import.meta.url)), '..', 'helpers', 'other-process.ts');
-  const loaders = process.execArgv.filter((a) => a.startsWith('--import') && !a.includes('processinfo'));
-  const child = spawn(process.execPath, [...loaders, script, action, id.toString('hex')], {
+  const child = spawn(process.execPath, [...typeScriptLoaders(), script, action, id.toString('hex')], {
     env: { ...process.env, HYOKD_TEST_TOKEN_LABEL: tok.label, HYOKD_TEST_PIN_FILE: tok.pinFile },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
