@@ -213,8 +213,10 @@ void SessionPool::RunItem(Worker& w, Item item) {
     }
     if (rec == Recovery::kReresolve && !reresolved) {
       reresolved = true;
-      Invalidate(op.key);
-      if (op.kind == OpKind::kWrapKey) Invalidate(op.key2);
+      // A stale handle: drop the entry and any copy with it (left behind, a copy would
+      // live, unreachable, as long as the login).
+      EvictKey(op.key);
+      if (op.kind == OpKind::kWrapKey) EvictKey(op.key2);
       continue;
     }
     if (rec == Recovery::kReinitModule) RequestReinit();
@@ -341,15 +343,10 @@ bool SessionPool::Resolve(Worker& w, const KeyRef& key, bool hot, CK_OBJECT_HAND
         entry.copy = copy;
         entry.check_due = std::make_shared<std::atomic<int64_t>>(NowNs() + opts_.copy_recheck_ns);
       } else {
-        module_->WithKeeper(
-            [&](CK_SESSION_HANDLE keeper) { return fl->C_DestroyObject(keeper, copy); });
+        DestroyCopy(copy, gen);
       }
     }
-    if (it != cache_.end() && it->second.copy != CK_INVALID_HANDLE) {
-      CK_OBJECT_HANDLE stale = it->second.copy;
-      module_->WithKeeper(
-          [&](CK_SESSION_HANDLE keeper) { return fl->C_DestroyObject(keeper, stale); });
-    }
+    if (it != cache_.end()) DestroyCopy(it->second.copy, it->second.generation);
   }
   cache_[ck] = entry;
   *out = hot && entry.copy != CK_INVALID_HANDLE ? entry.copy : entry.handle;
@@ -404,16 +401,16 @@ void SessionPool::DropCopy(const std::string& ck, const CachedKey& entry) {
     cache_.erase(it);
   }
   copies_dropped_.fetch_add(1, std::memory_order_relaxed);
-  if (entry.generation == module_->generation()) {
-    CK_FUNCTION_LIST* fl = module_->fl();
-    module_->WithKeeper(
-        [&](CK_SESSION_HANDLE keeper) { return fl->C_DestroyObject(keeper, entry.copy); });
-  }
+  DestroyCopy(entry.copy, entry.generation);
 }
 
-// A handle turned out stale: drop the entry, and its copy with it (a copy left behind
-// would live, unreachable, as long as the login).
-void SessionPool::Invalidate(const KeyRef& key) { EvictKey(key); }
+// Destroys a session copy made under module generation `generation` (none if invalid; a
+// copy of an earlier generation died with it, and its handle may name another object now).
+void SessionPool::DestroyCopy(CK_OBJECT_HANDLE copy, uint64_t generation) {
+  if (copy == CK_INVALID_HANDLE || generation != module_->generation()) return;
+  CK_FUNCTION_LIST* fl = module_->fl();
+  module_->WithKeeper([&](CK_SESSION_HANDLE keeper) { return fl->C_DestroyObject(keeper, copy); });
+}
 
 void SessionPool::EvictKey(const KeyRef& key) {
   CachedKey entry;
@@ -424,11 +421,7 @@ void SessionPool::EvictKey(const KeyRef& key) {
     entry = it->second;
     cache_.erase(it);
   }
-  if (entry.copy != CK_INVALID_HANDLE && entry.generation == module_->generation()) {
-    CK_FUNCTION_LIST* fl = module_->fl();
-    module_->WithKeeper(
-        [&](CK_SESSION_HANDLE keeper) { return fl->C_DestroyObject(keeper, entry.copy); });
-  }
+  DestroyCopy(entry.copy, entry.generation);
 }
 
 void SessionPool::RequestReinit() {

@@ -113,7 +113,7 @@ class SessionPool {
   bool ReadUsage(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE h, Usage* out);
   bool CopyStillValid(Worker& w, const KeyRef& key, const CachedKey& entry);
   void DropCopy(const std::string& ck, const CachedKey& entry);
-  void Invalidate(const KeyRef& key);
+  void DestroyCopy(CK_OBJECT_HANDLE copy, uint64_t generation);
   void RequestReinit();
   void CountError(const std::string& code);
   bool TakeFault(CK_RV* rv);
