@@ -391,9 +391,12 @@ class AuditWriteThread : public Napi::ObjectWrap<AuditWriteThread> {
     job.position = Integer(env, info[6], "position", 0);
     job.limit = Integer(env, info[7], "limit", -1);
     job.epoch = state_->epoch.load();
-    std::lock_guard<std::mutex> lock(state_->mu);
-    if (state_->stopping) throw Napi::Error::New(env, "audit write thread stopped");
-    state_->jobs.push_back(std::move(job));
+    {
+      std::lock_guard<std::mutex> lock(state_->mu);
+      if (state_->stopping) throw Napi::Error::New(env, "audit write thread stopped");
+      state_->jobs.push_back(std::move(job));
+    }
+    // After the unlock: a thread woken while the lock is still held would only block on it.
     state_->cv.notify_one();
     if (inflight_++ == 0) state_->tsfn.Ref(env);
     return env.Undefined();
