@@ -220,6 +220,41 @@ export function decide(policy: CompiledPolicy, request: AuthzRequest): Decision 
   return evaluate(policy, request, null);
 }
 
+/** The permissions only key management uses; a caller granted any of them is an administrator. */
+export const MANAGEMENT_PERMISSIONS: readonly Permission[] = [
+  'create',
+  'update',
+  'import',
+  'delete',
+  'recover',
+  'backup',
+  'restore',
+  'purge',
+];
+
+function grantsManagement(perms: ReadonlySet<Permission>): boolean {
+  for (const p of MANAGEMENT_PERMISSIONS) if (perms.has(p)) return true;
+  return false;
+}
+
+/**
+ * How the policy sets a caller up, for metrics labels: 'admin' when a binding or a per-key
+ * grant whose identity pattern matches gives it any management permission, else 'client'.
+ * Deny rules, key scopes and reasons do not enter: this names the caller's role, not what
+ * any one request of it gets.
+ */
+export function callerClass(policy: CompiledPolicy, identity: string): 'admin' | 'client' {
+  for (const b of policy.bindings) {
+    if (matches(b.identity, identity) && b.roles.some((r) => grantsManagement(r.permissions))) return 'admin';
+  }
+  for (const rule of policy.keyRules) {
+    for (const g of rule.grants) {
+      if (matches(g.identity, identity) && grantsManagement(g.permissions)) return 'admin';
+    }
+  }
+  return 'client';
+}
+
 /** The decision plus every rule considered on the way (for `hyokd policy explain`). */
 export function explain(policy: CompiledPolicy, request: AuthzRequest): Explanation {
   const steps: ExplainStep[] = [];

@@ -8,8 +8,10 @@
 import { readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import type { CompiledPolicy } from './compile.js';
-import { decide, type AuthzRequest, type Decision } from './decide.js';
+import { callerClass, decide, type AuthzRequest, type Decision } from './decide.js';
 import { parsePolicy, PolicyError, type PolicyFormat } from './parse.js';
+
+const MAX_CLASSES = 1024;
 
 /** Format from the file extension: .yaml/.yml or .json. */
 export function policyFormatOf(path: string): PolicyFormat {
@@ -40,6 +42,8 @@ export type ReloadResult =
 export class PolicyHolder {
   #current: CompiledPolicy;
   #generation = 1;
+  /** callerClass results under #current (emptied by every swap); bounded like the identity cache. */
+  readonly #classes = new Map<string, 'admin' | 'client'>();
   readonly #path: string | null;
 
   constructor(initial: CompiledPolicy, path: string | null = null) {
@@ -69,6 +73,17 @@ export class PolicyHolder {
     return decide(this.#current, request);
   }
 
+  /** The caller's class under the live policy (decide.ts, callerClass): asked once per call, for metrics. */
+  callerClass(identity: string): 'admin' | 'client' {
+    let c = this.#classes.get(identity);
+    if (c === undefined) {
+      if (this.#classes.size >= MAX_CLASSES) this.#classes.clear();
+      c = callerClass(this.#current, identity);
+      this.#classes.set(identity, c);
+    }
+    return c;
+  }
+
   /** Re-reads the file this holder was loaded from. */
   async reload(): Promise<ReloadResult> {
     if (this.#path === null) {
@@ -91,6 +106,7 @@ export class PolicyHolder {
     try {
       const next = await load();
       this.#current = next;
+      this.#classes.clear();
       this.#generation += 1;
       return { ok: true, generation: this.#generation };
     } catch (err) {

@@ -15,7 +15,6 @@ import { TLSSocket, type PeerCertificate } from 'node:tls';
 import { certificateIdentity, type CertificateIdentity } from '../pki/index.js';
 import { HyokError } from '../errors.js';
 import type { AuditIdentity } from '../audit/index.js';
-import type { IdentityClass } from './observer.js';
 
 /** What grpc-js `call.getAuthContext()` returns (its type is not exported by the package root). */
 export interface AuthContext {
@@ -29,19 +28,12 @@ export interface CallerIdentity {
   /** SHA-256 of the DER certificate, lowercase hex. */
   fingerprint: string;
   source: CertificateIdentity['source'];
-  /** Coarse class for metrics labels. */
-  identityClass: IdentityClass;
   /** The caller as audit records name it, made once per certificate, not per call. */
   audit: AuditIdentity;
 }
 
 const MAX_CACHE = 1024;
 const cache = new Map<string, CallerIdentity>();
-
-/** How a caller is labelled in metrics: never the raw identity. */
-export function classifyIdentity(identity: string): IdentityClass {
-  return /admin/i.test(identity) ? 'admin' : 'client';
-}
 
 /** The caller behind a call, or HyokError UNAUTHENTICATED when there is no verified certificate. */
 export function callerIdentity(auth: AuthContext | null | undefined): CallerIdentity {
@@ -60,7 +52,6 @@ export function callerIdentity(auth: AuthContext | null | undefined): CallerIden
     identity: parsed.identity,
     fingerprint: parsed.fingerprint256,
     source: parsed.source,
-    identityClass: classifyIdentity(parsed.identity),
     audit: Object.freeze({ fingerprint: parsed.fingerprint256, san: parsed.identity }),
   });
   if (cache.size >= MAX_CACHE) cache.clear();

@@ -62,7 +62,7 @@ export {
   type TlsFiles,
   type TlsMaterial,
 } from './tls-credentials.js';
-export { callerIdentity, classifyIdentity, type CallerIdentity, type AuthContext } from './identity.js';
+export { callerIdentity, type CallerIdentity, type AuthContext } from './identity.js';
 export { HealthMonitor } from './health.js';
 export {
   HYOK_SERVICE_NAME,

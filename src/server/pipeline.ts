@@ -32,6 +32,8 @@ export interface AuditSink {
 /** What authorizes: a PolicyHolder (or anything with its decide()). */
 export interface PolicyDecider {
   decide(request: AuthzRequest): Decision;
+  /** 'admin' when the policy gives the caller any key-management permission (metrics only). */
+  callerClass(identity: string): 'admin' | 'client';
 }
 
 export interface RequestLimits {
@@ -458,7 +460,7 @@ export async function finishCall(
     method: ctx.spec.method,
     status: h ? grpcStatusName(h.grpcCode) : 'OK',
     reason: h ? h.code : '',
-    identityClass: ctx.identity.identityClass,
+    identityClass: deps.policy.callerClass(ctx.identity.identity),
     seconds: ctx.elapsedMs() / 1000,
     ...(ctx.hsmMs > 0 ? { hsmSeconds: ctx.hsmMs / 1000 } : {}),
     items: ctx.items,

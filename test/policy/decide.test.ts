@@ -1,7 +1,13 @@
 // Authorization decisions as a table: identity × permission × key × reason → decision and
 // the rule that decided.
 import t from 'tap';
-import { decide, explain, type AuthzRequest } from '../../src/policy/decide.js';
+import {
+  callerClass,
+  decide,
+  explain,
+  MANAGEMENT_PERMISSIONS,
+  type AuthzRequest,
+} from '../../src/policy/decide.js';
 import { parsePolicy } from '../../src/policy/parse.js';
 import type { Permission } from '../../src/policy/permissions.js';
 
@@ -200,3 +206,55 @@ t.test('null optional fields count as absent; wrong types are invalid', async (t
   const numReason = { identity: OPS, permission: 'get', keyName: 'k', reason: 7 } as unknown as AuthzRequest;
   t.equal(decide(policy, numReason).rule, 'invalid-request');
 });
+
+t.test(
+  'callerClass: admin exactly when a matching binding or key grant gives a management permission',
+  async (t) => {
+    const p = parsePolicy(
+      `
+version: 1
+roles:
+  crypto-user: [wrapKey, unwrapKey, get, list]
+  restorer: [restore]
+  admin: ["*"]
+bindings:
+  - identity: "spiffe://hyokd.dev/svc/*"
+    roles: [crypto-user]
+  - identity: "spiffe://hyokd.dev/ops/**"
+    roles: [admin]
+    keys: ["prod-*"]
+  - identity: "backup.example"
+    roles: [crypto-user, restorer]
+keys:
+  - key: "payments-*"
+    grants:
+      - identity: "billing.example"
+        permissions: [unwrapKey, get]
+      - identity: "rotator.example"
+        permissions: [update]
+deny:
+  - identity: "**"
+    permissions: [purge]
+`,
+      'yaml',
+    );
+    for (const [identity, want] of [
+      // A name that merely contains "admin" is no administrator …
+      ['spiffe://hyokd.dev/svc/admin-dashboard', 'client'],
+      // … and one that does not can be, through a key-scoped binding, a single role among
+      // others, or a per-key grant.
+      ['spiffe://hyokd.dev/ops/oncall/alice', 'admin'],
+      ['backup.example', 'admin'],
+      ['rotator.example', 'admin'],
+      ['billing.example', 'client'],
+      ['stranger.example', 'client'],
+    ] as const) {
+      t.equal(callerClass(p, identity), want, identity);
+    }
+    t.same(
+      [...MANAGEMENT_PERMISSIONS].sort(),
+      ['backup', 'create', 'delete', 'import', 'purge', 'recover', 'restore', 'update'],
+      'the data plane’s permissions (and get, list) are not management',
+    );
+  },
+);

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { loadPolicyFile, PolicyHolder, policyFormatOf } from '../../src/policy/holder.js';
-import { PolicyError } from '../../src/policy/parse.js';
+import { parsePolicy, PolicyError } from '../../src/policy/parse.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'hyokd-policy-'));
 t.teardown(() => rmSync(dir, { recursive: true, force: true }));
@@ -88,4 +88,18 @@ t.test('fromFile refuses a bad first policy', async (t) => {
   const path = join(dir, 'first.json');
   writeFileSync(path, '{"version": 1, "deny": [{"identity": "x"}]}');
   await t.rejects(PolicyHolder.fromFile(path), { name: 'PolicyError', message: /deny\[0\]\.permissions/ });
+});
+
+t.test('callerClass follows the live policy across a swap', async (t) => {
+  const asUser =
+    'version: 1\nroles: { user: [unwrapKey] }\nbindings: [{ identity: "spiffe://d/a", roles: [user] }]\n';
+  const asAdmin =
+    'version: 1\nroles: { ops: [create] }\nbindings: [{ identity: "spiffe://d/a", roles: [ops] }]\n';
+  const holder = new PolicyHolder(parsePolicy(asUser, 'yaml'));
+  t.equal(holder.callerClass('spiffe://d/a'), 'client');
+  t.equal(holder.callerClass('spiffe://d/a'), 'client', 'asked again (cached)');
+  t.match(await holder.replace(asAdmin, 'yaml'), { ok: true });
+  t.equal(holder.callerClass('spiffe://d/a'), 'admin', 'not the answer cached under the old policy');
+  t.match(await holder.replace('version: 1\nroles: [unclosed\n', 'yaml'), { ok: false });
+  t.equal(holder.callerClass('spiffe://d/a'), 'admin', 'a rejected document changes nothing');
 });

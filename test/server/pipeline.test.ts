@@ -52,7 +52,7 @@ async function deps(lines: string[], appended: AuditEvent[], reports: CallReport
   return {
     hsm: await createFakeBackend(),
     keys: {} as PipelineDeps['keys'],
-    policy: { decide: () => ({ allowed: true, rule: 'test', explanation: '' }) },
+    policy: { decide: () => ({ allowed: true, rule: 'test', explanation: '' }), callerClass: () => 'client' },
     audit: {
       append: async (e) => {
         appended.push(e);
@@ -69,7 +69,6 @@ const identity = {
   identity: 'spiffe://t/c',
   fingerprint: 'ab'.repeat(32),
   source: 'uri' as const,
-  identityClass: 'client' as const,
   audit: { fingerprint: 'ab'.repeat(32), san: 'spiffe://t/c' },
 };
 const spec = { service: 'hyok.v1.Hyok', method: 'Unwrap', plane: 'data' as const, audited: true };
