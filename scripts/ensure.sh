@@ -2,8 +2,9 @@
 # Idempotent bootstrap for a checkout: `npm start` and `npm test` run this first.
 #
 # Steps, each skipped when its outputs are already newer than its inputs:
-#   system   SoftHSM2, OpenSC (pkcs11-tool), the p11-kit PKCS#11 header, and the
-#            nghttp2 and OpenSSL headers of the benchmarks' C load generator
+#   system   SoftHSM2, OpenSC (pkcs11-tool), the p11-kit PKCS#11 header, the
+#            nghttp2 and OpenSSL headers of the benchmarks' C load generator, and
+#            Python's grpcio and protobuf for the interoperability tests
 #   deps     npm ci when node_modules is missing or older than package-lock.json
 #   native   node-gyp rebuild when the addon is older than native/, binding.gyp
 #            or scripts/gen-ckr-table.mjs
@@ -57,8 +58,11 @@ command -v pkcs11-tool >/dev/null 2>&1 || missing="$missing pkcs11-tool"
 [ -e "$PKCS11_HEADER" ] || missing="$missing $PKCS11_HEADER"
 [ -e "$NGHTTP2_HEADER" ] || missing="$missing $NGHTTP2_HEADER"
 [ -e "$OPENSSL_HEADER" ] || missing="$missing $OPENSSL_HEADER"
+# The tests' client on another gRPC implementation (test/interop/grpcio_client.py) runs on
+# Debian's interpreter, where these packages install.
+/usr/bin/python3 -c 'import grpc, google.protobuf' >/dev/null 2>&1 || missing="$missing python3-grpcio"
 
-packages="softhsm2 libp11-kit-dev opensc libnghttp2-dev libssl-dev"
+packages="softhsm2 libp11-kit-dev opensc libnghttp2-dev libssl-dev python3-grpcio python3-protobuf"
 # The native addon also needs a C++ toolchain and Python for node-gyp.
 if ! command -v make >/dev/null 2>&1 || ! command -v g++ >/dev/null 2>&1; then
   missing="$missing make/g++"

@@ -7,6 +7,8 @@ import { protoDir } from '../errors.js';
 import { PROTO_LOADER_OPTIONS } from './proto.js';
 
 export const ADMIN_SERVICE_NAME = 'hyok.admin.v1.KeyAdmin';
+/** Relative to the proto directory (protoDir). */
+export const ADMIN_PROTO_FILE = 'hyok/admin/v1/admin.proto';
 
 let cached: PackageDefinition | undefined;
 
@@ -14,7 +16,7 @@ let cached: PackageDefinition | undefined;
 export function adminPackageDefinition(): PackageDefinition {
   if (cached) return cached;
   const dir = protoDir();
-  cached = loadSync(join(dir, 'hyok', 'admin', 'v1', 'admin.proto'), {
+  cached = loadSync(join(dir, ADMIN_PROTO_FILE), {
     ...PROTO_LOADER_OPTIONS,
     includeDirs: [dir],
   });

@@ -58,7 +58,7 @@ import {
 } from '../policy/index.js';
 import type { KeyKind, KeyOperation, MetadataStore, RotationPolicy, Tags } from '../store/types.js';
 import { KIND_FROM_ENUM, KIND_TO_ENUM, OP_FROM_ENUM, OP_TO_ENUM } from '../proto-enums.js';
-import { ADMIN_SERVICE_NAME, adminPackageDefinition, adminServiceDefinition } from './admin-proto.js';
+import { ADMIN_PROTO_FILE, ADMIN_SERVICE_NAME, adminServiceDefinition } from './admin-proto.js';
 import { checkKeyName } from './dek-ops.js';
 import {
   authorize,
@@ -939,6 +939,6 @@ export function adminExtraService(opts: AdminServiceOptions): ExtraService {
     name: ADMIN_SERVICE_NAME,
     definition: adminServiceDefinition(),
     implementation: createAdminService(opts),
-    packageDefinition: adminPackageDefinition(),
+    protoFile: ADMIN_PROTO_FILE,
   };
 }

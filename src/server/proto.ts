@@ -5,6 +5,8 @@ import { loadSync, type Options, type PackageDefinition } from '@grpc/proto-load
 import { protoDir } from '../errors.js';
 
 export const HYOK_SERVICE_NAME = 'hyok.v1.Hyok';
+/** Relative to the proto directory (protoDir). */
+export const HYOK_PROTO_FILE = 'hyok/v1/hyok.proto';
 
 export const PROTO_LOADER_OPTIONS: Options = {
   keepCase: false,
@@ -20,7 +22,7 @@ let cached: PackageDefinition | undefined;
 export function hyokPackageDefinition(): PackageDefinition {
   if (cached) return cached;
   const dir = protoDir();
-  cached = loadSync(join(dir, 'hyok', 'v1', 'hyok.proto'), { ...PROTO_LOADER_OPTIONS, includeDirs: [dir] });
+  cached = loadSync(join(dir, HYOK_PROTO_FILE), { ...PROTO_LOADER_OPTIONS, includeDirs: [dir] });
   return cached;
 }
 

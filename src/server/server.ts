@@ -7,9 +7,11 @@ import { parseListen } from '../config/index.js';
 import { HealthMonitor } from './health.js';
 import { createHyokService, type HyokServiceOptions } from './hyok-service.js';
 import type { PipelineDeps } from './pipeline.js';
-import { HYOK_SERVICE_NAME, hyokPackageDefinition, hyokServiceDefinition } from './proto.js';
+import { HYOK_PROTO_FILE, HYOK_SERVICE_NAME, hyokServiceDefinition } from './proto.js';
+import { reflectionDescriptors } from './reflection-descriptors.js';
 import type { ReloadableTls } from './tls-credentials.js';
 import type { PackageDefinition } from '@grpc/proto-loader';
+import { protoDir } from '../errors.js';
 
 export interface TransportOptions {
   keepaliveTimeMs: number;
@@ -25,8 +27,8 @@ export interface ExtraService {
   name: string;
   definition: ServiceDefinition;
   implementation: UntypedServiceImplementation;
-  /** For reflection. */
-  packageDefinition?: PackageDefinition;
+  /** For reflection: its .proto file, relative to the proto directory. */
+  protoFile?: string;
 }
 
 export interface HyokServerOptions {
@@ -86,10 +88,10 @@ export class HyokServer {
       'grpc.max_send_message_length': t.maxMessageBytes,
     });
     grpc.addService(hyokServiceDefinition(), createHyokService(opts.deps, opts.hyok));
-    const reflected: PackageDefinition[] = [hyokPackageDefinition()];
+    const reflected: string[] = [HYOK_PROTO_FILE];
     for (const s of opts.services ?? []) {
       grpc.addService(s.definition, s.implementation);
-      if (s.packageDefinition) reflected.push(s.packageDefinition);
+      if (s.protoFile) reflected.push(s.protoFile);
     }
     const health = new HealthMonitor({
       hsm: opts.deps.hsm,
@@ -98,12 +100,11 @@ export class HyokServer {
       services: [HYOK_SERVICE_NAME, ...(opts.services ?? []).map((s) => s.name)],
     });
     health.addToServer(grpc);
-    // One reflection service over all packages: grpc-js refuses a second handler for
-    // the reflection methods, so per-package services would collide. Extra packages go
-    // first: reflection keeps the first file of a name, and each package carries its own
-    // "google_protobuf.proto" (hyok.v1's has only Timestamp, admin's adds Duration).
-    const merged = Object.assign({}, ...reflected.slice(1), reflected[0]) as PackageDefinition;
-    new ReflectionService(merged).addToServer(grpc);
+    // One reflection service over every served package (grpc-js refuses a second handler
+    // for the reflection methods), on descriptors shaped as protoc makes them
+    // (reflection-descriptors.ts): the reflection package only reads fileDescriptorProtos.
+    const descriptors = { files: { fileDescriptorProtos: reflectionDescriptors(reflected, protoDir()) } };
+    new ReflectionService(descriptors as unknown as PackageDefinition).addToServer(grpc);
     const host = listen.host.includes(':') ? `[${listen.host}]` : listen.host;
     const port = await new Promise<number>((resolve, reject) => {
       grpc.bindAsync(`${host}:${listen.port}`, opts.tls.credentials, (err, p) =>

@@ -62,7 +62,7 @@ t.test('a reflection-only client calls GenerateDataKey and Unwrap', async (t) =>
   });
   const root = (protobuf.Root as any).fromDescriptor(set) as protobuf.Root;
   root.resolveAll(); // every referenced type (google.protobuf.Timestamp included) came with the answer
-  t.ok(root.lookupType('hyok.v1.KeyVersionInfo').fields.createdTime!.resolvedType, 'Timestamp resolved');
+  t.ok(root.lookupType('hyok.v1.KeyVersionInfo').fields.created_time!.resolvedType, 'Timestamp resolved');
   const svc = root.lookupService('hyok.v1.Hyok');
   const method = (name: string) => {
     const m = svc.methods[name]!.resolve() as protobuf.Method;
@@ -89,13 +89,13 @@ t.test('a reflection-only client calls GenerateDataKey and Unwrap', async (t) =>
     new Promise<any>((resolve, reject) =>
       client[name](req, (e: Error | null, r: unknown) => (e ? reject(e) : resolve(r))),
     );
-  // protobufjs names fields in camelCase (keyName for key_name).
+  // Field names as hyok.proto writes them (key_name), not as a loader renamed them.
   const gdkType = root.lookupType('hyok.v1.GenerateDataKeyRequest');
-  t.ok(gdkType.fields.keyName, 'the request type came from the server descriptors');
-  const g = await unary('GenerateDataKey', { keyName: 'demo', aad: Buffer.from('r') });
-  t.equal(g.plaintextDek.length, 32);
+  t.ok(gdkType.fields.key_name, 'the request type came from the server descriptors');
+  const g = await unary('GenerateDataKey', { key_name: 'demo', aad: Buffer.from('r') });
+  t.equal(g.plaintext_dek.length, 32);
   const u = await unary('Unwrap', { envelope: g.envelope, aad: Buffer.from('r') });
-  t.same(Buffer.from(u.plaintextDek), Buffer.from(g.plaintextDek));
-  t.equal(u.keyName, 'demo');
-  t.equal(u.keyVersion, 1);
+  t.same(Buffer.from(u.plaintext_dek), Buffer.from(g.plaintext_dek));
+  t.equal(u.key_name, 'demo');
+  t.equal(u.key_version, 1);
 });

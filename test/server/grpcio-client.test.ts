@@ -1,0 +1,100 @@
+// A client on another gRPC implementation (gRPC core, through Debian's python3-grpcio) uses
+// the service with nothing but reflection: test/interop/grpcio_client.py fetches the
+// descriptors, builds its message types from them and makes every kind of call.
+import { execFile } from 'node:child_process';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import t from 'tap';
+import { startHarness } from './fixtures.js';
+
+// Debian's interpreter: python3-grpcio and python3-protobuf (scripts/ensure.sh) install there.
+const PYTHON = '/usr/bin/python3';
+const CLIENT = new URL('../interop/grpcio_client.py', import.meta.url).pathname;
+
+const h = await startHarness();
+t.teardown(() => h.close());
+
+interface InteropResult {
+  grpcio: string;
+  services: string[];
+  files: string[];
+  methods: string[];
+  generate: { keyName: string; keyVersion: number; dekBytes: number };
+  unwrap: { sameDek: boolean; keyVersion: number };
+  tampered: {
+    code: string;
+    details: { code: number; errorInfo: Array<{ reason: string; domain: string }> } | null;
+  };
+  batch: Array<{ code: number; reason: string; sameDek: boolean }>;
+  stream: Array<{ correlationId: string; code: number; sameDek: boolean }>;
+  noClientCert: string;
+}
+
+t.test('a grpcio client built from reflection alone makes every kind of call', async (t) => {
+  const pem = (name: string, text: string) => {
+    const path = join(h.dir, name);
+    writeFileSync(path, text, { mode: 0o600 });
+    return path;
+  };
+  const args = [
+    CLIENT,
+    String(h.server.port),
+    pem('interop-ca.pem', h.ca.certPem),
+    pem('interop-client.pem', h.clientCert.certPem),
+    pem('interop-client.key', h.clientCert.keyPem),
+  ];
+  const { stdout } = await promisify(execFile)(PYTHON, args, { timeout: 60_000 });
+  const r = JSON.parse(stdout) as InteropResult;
+  t.comment(`grpcio ${r.grpcio}`);
+
+  t.ok(r.services.includes('hyok.v1.Hyok'), 'reflection lists hyok.v1.Hyok');
+  t.ok(r.files.includes('google/protobuf/timestamp.proto'), 'dependencies came with the answer');
+  for (const m of [
+    'GenerateDataKey',
+    'Wrap',
+    'Unwrap',
+    'BatchWrap',
+    'BatchUnwrap',
+    'UnwrapStream',
+    'GetKey',
+  ]) {
+    t.ok(r.methods.includes(m), `${m} in the reflected service`);
+  }
+  t.same(r.generate, { keyName: 'demo', keyVersion: 1, dekBytes: 32 });
+  t.same(r.unwrap, { sameDek: true, keyVersion: 1 });
+
+  t.equal(r.tampered.code, 'INVALID_ARGUMENT', 'a bit-flipped envelope');
+  t.equal(r.tampered.details?.code, 3, 'google.rpc.Status in grpc-status-details-bin');
+  t.match(r.tampered.details?.errorInfo, [{ reason: 'INVALID_CIPHERTEXT', domain: 'hyokd.dev' }]);
+
+  t.equal(r.batch.length, 2);
+  t.same(r.batch[0], { code: 0, reason: '', sameDek: true });
+  t.match(
+    r.batch[1],
+    { code: 3, reason: 'INVALID_CIPHERTEXT', sameDek: false },
+    'wrong AAD fails its item only',
+  );
+
+  t.same(
+    r.stream.map((s) => s.correlationId).sort(),
+    ['c0', 'c1', 'c2'],
+    'every stream message answered, by correlation id',
+  );
+  t.ok(
+    r.stream.every((s) => s.code === 0 && s.sameDek),
+    'stream unwraps',
+  );
+
+  t.equal(r.noClientCert, 'UNAVAILABLE', 'no client certificate: the handshake fails, nothing is served');
+
+  // The request id and context the Python client sent reached the audit record.
+  await h.audit.checkpoint();
+  const lines = readdirSync(h.auditDir)
+    .filter((n) => n.startsWith('audit-'))
+    .flatMap((n) => readFileSync(join(h.auditDir, n), 'utf8').split('\n'));
+  const gen = lines.find((l) => l.includes('"requestId":"py-gen-1"'));
+  t.ok(gen, 'GenerateDataKey audited under the caller’s request id');
+  t.match(gen, /"context":\{"reason":"interop"\}/);
+  t.match(gen, /"op":"GenerateDataKey"/);
+});
