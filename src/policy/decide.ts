@@ -21,7 +21,7 @@
 // Requests without a key (e.g. `list`) never match key-scoped rules.
 
 import type { CompiledPolicy } from './compile.js';
-import { isPermission, type Permission } from './permissions.js';
+import { isPermission, MANAGEMENT_PERMISSIONS, type Permission } from './permissions.js';
 import { matches, type CompiledPattern } from './pattern.js';
 
 export interface AuthzRequest {
@@ -219,18 +219,6 @@ function evaluate(policy: CompiledPolicy, raw: AuthzRequest, trace: Trace): Deci
 export function decide(policy: CompiledPolicy, request: AuthzRequest): Decision {
   return evaluate(policy, request, null);
 }
-
-/** The permissions only key management uses; a caller granted any of them is an administrator. */
-export const MANAGEMENT_PERMISSIONS: readonly Permission[] = [
-  'create',
-  'update',
-  'import',
-  'delete',
-  'recover',
-  'backup',
-  'restore',
-  'purge',
-];
 
 function grantsManagement(perms: ReadonlySet<Permission>): boolean {
   for (const p of MANAGEMENT_PERMISSIONS) if (perms.has(p)) return true;

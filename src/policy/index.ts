@@ -1,5 +1,5 @@
 // Authorization: the policy document, its compilation, and pure decisions.
-export { PERMISSIONS, isPermission } from './permissions.js';
+export { MANAGEMENT_PERMISSIONS, PERMISSIONS, isPermission } from './permissions.js';
 export type { Permission } from './permissions.js';
 export { compilePattern, matches, patternProblem } from './pattern.js';
 export type { CompiledPattern, PatternKind } from './pattern.js';
@@ -7,7 +7,7 @@ export { policyDocumentSchema } from './schema.js';
 export type { PolicyDocument, PolicyDocumentInput } from './schema.js';
 export { compilePolicy } from './compile.js';
 export type { CompiledPolicy } from './compile.js';
-export { callerClass, decide, explain, MANAGEMENT_PERMISSIONS } from './decide.js';
+export { callerClass, decide, explain } from './decide.js';
 export type { AuthzRequest, Decision, Explanation, ExplainStep, StepEffect } from './decide.js';
 export { parsePolicy, policyFromValue, PolicyError, formatPath } from './parse.js';
 export type { PolicyFormat } from './parse.js';

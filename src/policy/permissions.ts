@@ -1,6 +1,6 @@
 // The permissions hyokd grants, after the key-vault model operators already know.
 
-export const PERMISSIONS = [
+const USE_PERMISSIONS = [
   'encrypt',
   'decrypt',
   'wrapKey',
@@ -9,6 +9,10 @@ export const PERMISSIONS = [
   'verify',
   'get',
   'list',
+] as const;
+
+/** The permissions only key management uses; a caller granted any of them is an administrator. */
+export const MANAGEMENT_PERMISSIONS = [
   'create',
   'update',
   'import',
@@ -18,6 +22,8 @@ export const PERMISSIONS = [
   'restore',
   'purge',
 ] as const;
+
+export const PERMISSIONS = [...USE_PERMISSIONS, ...MANAGEMENT_PERMISSIONS] as const;
 
 export type Permission = (typeof PERMISSIONS)[number];
 

@@ -1,15 +1,9 @@
 // Authorization decisions as a table: identity × permission × key × reason → decision and
 // the rule that decided.
 import t from 'tap';
-import {
-  callerClass,
-  decide,
-  explain,
-  MANAGEMENT_PERMISSIONS,
-  type AuthzRequest,
-} from '../../src/policy/decide.js';
+import { callerClass, decide, explain, type AuthzRequest } from '../../src/policy/decide.js';
 import { parsePolicy } from '../../src/policy/parse.js';
-import type { Permission } from '../../src/policy/permissions.js';
+import { MANAGEMENT_PERMISSIONS, type Permission } from '../../src/policy/permissions.js';
 
 const POLICY = `
 version: 1
