@@ -87,6 +87,8 @@ t.test('field names as written in the .proto, maps and optional fields as protoc
     gdk.field.find((f: any) => f.name === 'context').typeName,
     '.hyok.v1.GenerateDataKeyRequest.ContextEntry',
   );
+  const stream = hyok.service[0].method.find((m: any) => m.name === 'UnwrapStream');
+  t.match(stream, { clientStreaming: true, serverStreaming: true }, 'a bidi stream says so');
   const admin = byName.get(ADMIN_PROTO_FILE);
   const setState = admin.messageType.find((m: any) => m.name === 'SetKeyStateRequest');
   const version = setState.field.find((f: any) => f.name === 'version');
