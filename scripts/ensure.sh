@@ -4,7 +4,7 @@
 # Steps, each skipped when its outputs are already newer than its inputs:
 #   system   SoftHSM2, OpenSC (pkcs11-tool), the p11-kit PKCS#11 header, the
 #            nghttp2 and OpenSSL headers of the benchmarks' C load generator, and
-#            Python's grpcio and protobuf for the interoperability tests
+#            Python's grpcio, protobuf and cryptography for the interoperability tests
 #   deps     npm ci when node_modules is missing or older than package-lock.json
 #   native   node-gyp rebuild when the addon is older than native/, binding.gyp
 #            or scripts/gen-ckr-table.mjs
@@ -58,11 +58,12 @@ command -v pkcs11-tool >/dev/null 2>&1 || missing="$missing pkcs11-tool"
 [ -e "$PKCS11_HEADER" ] || missing="$missing $PKCS11_HEADER"
 [ -e "$NGHTTP2_HEADER" ] || missing="$missing $NGHTTP2_HEADER"
 [ -e "$OPENSSL_HEADER" ] || missing="$missing $OPENSSL_HEADER"
-# The tests' client on another gRPC implementation (test/interop/grpcio_client.py) runs on
-# Debian's interpreter, where these packages install.
-/usr/bin/python3 -c 'import grpc, google.protobuf' >/dev/null 2>&1 || missing="$missing python3-grpcio"
+# The interoperability tests (test/interop/: a client on another gRPC implementation, the
+# envelope written from the README) run on Debian's interpreter, where these install.
+/usr/bin/python3 -c 'import grpc, google.protobuf, cryptography' >/dev/null 2>&1 ||
+  missing="$missing python3-grpcio/python3-cryptography"
 
-packages="softhsm2 libp11-kit-dev opensc libnghttp2-dev libssl-dev python3-grpcio python3-protobuf"
+packages="softhsm2 libp11-kit-dev opensc libnghttp2-dev libssl-dev python3-grpcio python3-protobuf python3-cryptography"
 # The native addon also needs a C++ toolchain and Python for node-gyp.
 if ! command -v make >/dev/null 2>&1 || ! command -v g++ >/dev/null 2>&1; then
   missing="$missing make/g++"
