@@ -3,8 +3,8 @@
 It is given no generated code and no .proto: it asks the server's reflection service
 (grpc.reflection.v1) for the descriptors of hyok.v1.Hyok, builds the message classes
 from them with protobuf's descriptor pool, and calls the service. The only types it
-declares itself are those of the reflection protocol and google.rpc.Status/ErrorInfo
-(error details), which are standard, not hyokd's.
+declares itself are those of the reflection protocol, google.rpc.Status/ErrorInfo (error
+details) and grpc.health.v1, which are standard, not hyokd's.
 
 Usage (run by test/server/grpcio-client.test.ts with Debian's python3-grpcio and
 python3-protobuf):
@@ -74,6 +74,15 @@ def _standard_types(pool):
     _field(entry, "value", 2, F.TYPE_STRING)
     _field(info, "metadata", 3, F.TYPE_MESSAGE, F.LABEL_REPEATED, ".google.rpc.ErrorInfo.MetadataEntry")
     pool.Add(rpc)
+
+    health = descriptor_pb2.FileDescriptorProto(
+        name="interop/health.proto", package="grpc.health.v1", syntax="proto3"
+    )
+    hreq = health.message_type.add(name="HealthCheckRequest")
+    _field(hreq, "service", 1, F.TYPE_STRING)
+    hres = health.message_type.add(name="HealthCheckResponse")
+    _field(hres, "status", 1, F.TYPE_INT32)  # the ServingStatus enum's wire form
+    pool.Add(health)
 
 
 def _class(pool, name):
@@ -166,6 +175,14 @@ def main():
         stub = make("/hyok.v1.Hyok/%s" % method, request_serializer=req_cls.SerializeToString,
                     response_deserializer=res_cls.FromString)
         return req_cls, stub
+
+    # grpc.health.v1, as a load balancer's probe asks it: 1 = SERVING.
+    HReq = _class(pool, "grpc.health.v1.HealthCheckRequest")
+    HRes = _class(pool, "grpc.health.v1.HealthCheckResponse")
+    check = channel.unary_unary(
+        "/grpc.health.v1.Health/Check", request_serializer=HReq.SerializeToString, response_deserializer=HRes.FromString
+    )
+    out["health"] = {name or "(server)": check(HReq(service=name), timeout=10).status for name in ("", "hyok.v1.Hyok")}
 
     GenReq, gen = call("GenerateDataKey")
     g = gen(GenReq(key_name="demo", aad=b"interop-aad", request_id="py-gen-1", context={"reason": "interop"}), timeout=10)

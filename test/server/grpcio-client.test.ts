@@ -30,6 +30,7 @@ interface InteropResult {
   batch: Array<{ code: number; reason: string; sameDek: boolean }>;
   stream: Array<{ correlationId: string; code: number; sameDek: boolean }>;
   noClientCert: string;
+  health: Record<string, number>;
 }
 
 t.test('a grpcio client built from reflection alone makes every kind of call', async (t) => {
@@ -55,6 +56,11 @@ t.test('a grpcio client built from reflection alone makes every kind of call', a
     [...r.methods].sort(),
     [...KNOWN_METHODS['hyok.v1.Hyok']!].sort(),
     'every method of hyok.v1.Hyok reflected',
+  );
+  t.same(
+    r.health,
+    { '(server)': 1, 'hyok.v1.Hyok': 1 },
+    'grpc.health.v1 answers SERVING to a gRPC-core probe',
   );
   t.same(r.generate, { keyName: 'demo', keyVersion: 1, dekBytes: 32 });
   t.same(r.unwrap, { sameDek: true, keyVersion: 1 });
