@@ -2,17 +2,13 @@
 // written from it in Python (test/interop/audit_verify.py, python3-cryptography) accepts a
 // real log (HSM-signed checkpoints, a signing-key rotation, file rotations, a restart)
 // and finds an edited record and a re-hashed rewrite.
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import t from 'tap';
 import { HsmAuditSigner } from '../../src/audit/hsm-signer.js';
 import { verifyAuditDir } from '../../src/audit/verify.js';
 import { AuditWriter } from '../../src/audit/writer.js';
+import { runPython } from '../helpers/python.js';
 import { createTestToken } from '../helpers/softhsm.js';
 import { auditFiles, readLines, readRecords, rehashChain, request, tempDir, writeLines } from './fixtures.js';
-
-const PYTHON = '/usr/bin/python3';
-const SCRIPT = new URL('../interop/audit_verify.py', import.meta.url).pathname;
 
 interface Verdict {
   ok: boolean;
@@ -24,10 +20,7 @@ interface Verdict {
   problem?: string;
 }
 
-async function pythonVerify(dir: string): Promise<Verdict> {
-  const { stdout } = await promisify(execFile)(PYTHON, [SCRIPT, dir], { timeout: 60_000 });
-  return JSON.parse(stdout) as Verdict;
-}
+const pythonVerify = (dir: string) => runPython<Verdict>('audit_verify.py', { args: [dir] });
 
 const token = await createTestToken('audit-interop');
 t.teardown(() => token.cleanup());

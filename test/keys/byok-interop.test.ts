@@ -3,30 +3,21 @@
 // python3-cryptography), with hyokd's header and as a bare CKM_RSA_AES_KEY_WRAP payload
 // (what other tools produce), imports into the HSM; the owner's copy of the material then
 // opens what the HSM encrypts.
-import { execFile } from 'node:child_process';
 import { createDecipheriv, randomBytes } from 'node:crypto';
 import t from 'tap';
+import { runPython } from '../helpers/python.js';
 import { keysFixture } from './helpers.js';
-
-const PYTHON = '/usr/bin/python3';
-const SCRIPT = new URL('../interop/byok_pack.py', import.meta.url).pathname;
 
 const f = await keysFixture('byok-interop');
 t.teardown(() => f.close());
 const { keys, hsm } = f;
 
-/** The Python packer; the key material goes on stdin, not argv. */
-function pack(spki: Buffer, material: Buffer, header: boolean): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const child = execFile(PYTHON, [SCRIPT], { timeout: 30_000 }, (err, stdout, stderr) =>
-      err
-        ? reject(new Error(`${err.message}\n${stderr}`))
-        : resolve(Buffer.from((JSON.parse(stdout) as { blob: string }).blob, 'hex')),
-    );
-    child.stdin!.end(
-      JSON.stringify({ spki: spki.toString('hex'), material: material.toString('hex'), header }),
-    );
+/** The Python packer's blob. */
+async function pack(spki: Buffer, material: Buffer, header: boolean): Promise<Buffer> {
+  const out = await runPython<{ blob: string }>('byok_pack.py', {
+    input: { spki: spki.toString('hex'), material: material.toString('hex'), header },
   });
+  return Buffer.from(out.blob, 'hex');
 }
 
 /** The HSM really holds `material` under `name`: its ciphertext opens with the owner's copy. */

@@ -2,14 +2,11 @@
 // from it alone (test/interop/envelope.py, python3-cryptography) opens envelopes the server
 // made, and makes envelopes the server opens. The KEK is imported (BYOK) with material the
 // test keeps, so both sides hold the same key.
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import t from 'tap';
 import { packImportBlob } from '../../src/keys/import-blob.js';
+import { runPython } from '../helpers/python.js';
 import { call, startHarness } from './fixtures.js';
-
-const PYTHON = '/usr/bin/python3';
-const SCRIPT = new URL('../interop/envelope.py', import.meta.url).pathname;
 
 const h = await startHarness();
 t.teardown(() => h.close());
@@ -23,17 +20,7 @@ await h.keys.importKey({
   wrapped: packImportBlob(ik.publicKeySpki, material),
 });
 
-/** One request to the Python implementation; secrets go on stdin, not argv. */
-function python(req: unknown): Promise<Record<string, unknown>> {
-  return new Promise((resolve, reject) => {
-    const child = execFile(PYTHON, [SCRIPT], { timeout: 30_000 }, (err, stdout, stderr) =>
-      err
-        ? reject(new Error(`${err.message}\n${stderr}`))
-        : resolve(JSON.parse(stdout) as Record<string, unknown>),
-    );
-    child.stdin!.end(JSON.stringify(req));
-  });
-}
+const python = (req: unknown) => runPython('envelope.py', { input: req });
 
 t.test('an envelope from GenerateDataKey opens in the Python implementation', async (t) => {
   const client = h.client();

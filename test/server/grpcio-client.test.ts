@@ -1,17 +1,12 @@
 // A client on another gRPC implementation (gRPC core, through Debian's python3-grpcio) uses
 // the service with nothing but reflection: test/interop/grpcio_client.py fetches the
 // descriptors, builds its message types from them and makes every kind of call.
-import { execFile } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import t from 'tap';
 import { KNOWN_METHODS } from '../../src/metrics/labels.js';
+import { runPython } from '../helpers/python.js';
 import { startHarness } from './fixtures.js';
-
-// Debian's interpreter: python3-grpcio and python3-protobuf (scripts/ensure.sh) install there.
-const PYTHON = '/usr/bin/python3';
-const CLIENT = new URL('../interop/grpcio_client.py', import.meta.url).pathname;
 
 const h = await startHarness();
 t.teardown(() => h.close());
@@ -39,15 +34,14 @@ t.test('a grpcio client built from reflection alone makes every kind of call', a
     writeFileSync(path, text, { mode: 0o600 });
     return path;
   };
-  const args = [
-    CLIENT,
-    String(h.server.port),
-    pem('interop-ca.pem', h.ca.certPem),
-    pem('interop-client.pem', h.clientCert.certPem),
-    pem('interop-client.key', h.clientCert.keyPem),
-  ];
-  const { stdout } = await promisify(execFile)(PYTHON, args, { timeout: 60_000 });
-  const r = JSON.parse(stdout) as InteropResult;
+  const r = await runPython<InteropResult>('grpcio_client.py', {
+    args: [
+      String(h.server.port),
+      pem('interop-ca.pem', h.ca.certPem),
+      pem('interop-client.pem', h.clientCert.certPem),
+      pem('interop-client.key', h.clientCert.keyPem),
+    ],
+  });
   t.comment(`grpcio ${r.grpcio}`);
 
   t.ok(r.services.includes('hyok.v1.Hyok'), 'reflection lists hyok.v1.Hyok');

@@ -2,13 +2,10 @@
 // hyok.proto's RewrapAlgorithm comments (test/interop/rewrap_recipient.py,
 // python3-cryptography) recovers the DEK from GenerateDataKey's and Unwrap's rewrapped
 // answers, for both schemes.
-import { execFile } from 'node:child_process';
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import t from 'tap';
+import { runPython } from '../helpers/python.js';
 import { call, startHarness } from './fixtures.js';
-
-const PYTHON = '/usr/bin/python3';
-const SCRIPT = new URL('../interop/rewrap_recipient.py', import.meta.url).pathname;
 
 const h = await startHarness();
 t.teardown(() => h.close());
@@ -19,23 +16,17 @@ interface Rewrapped {
   ephemeralPublicKey: Buffer;
 }
 
-/** The Python recipient; the private key goes on stdin, not argv. */
-function recipient(algorithm: string, privateKey: KeyObject, r: Rewrapped): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = execFile(PYTHON, [SCRIPT], { timeout: 30_000 }, (err, stdout, stderr) =>
-      err
-        ? reject(new Error(`${err.message}\n${stderr}`))
-        : resolve((JSON.parse(stdout) as { dek: string }).dek),
-    );
-    child.stdin!.end(
-      JSON.stringify({
-        algorithm,
-        privateKeyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }),
-        wrappedDek: Buffer.from(r.wrappedDek).toString('hex'),
-        ephemeralPublicKey: Buffer.from(r.ephemeralPublicKey).toString('hex'),
-      }),
-    );
+/** The Python recipient's DEK (hex) from a rewrapped answer. */
+async function recipient(algorithm: string, privateKey: KeyObject, r: Rewrapped): Promise<string> {
+  const out = await runPython<{ dek: string }>('rewrap_recipient.py', {
+    input: {
+      algorithm,
+      privateKeyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }),
+      wrappedDek: Buffer.from(r.wrappedDek).toString('hex'),
+      ephemeralPublicKey: Buffer.from(r.ephemeralPublicKey).toString('hex'),
+    },
   });
+  return out.dek;
 }
 
 const schemes: Array<[string, () => { publicKey: KeyObject; privateKey: KeyObject }]> = [
