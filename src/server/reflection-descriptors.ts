@@ -10,7 +10,7 @@
 // the .proto files themselves: one per file, named by its import path, listing the files
 // it imports, type references fully qualified, field names as written in the file.
 
-import { isAbsolute, join, relative } from 'node:path';
+import { isAbsolute, join, relative, sep } from 'node:path';
 import { existsSync } from 'node:fs';
 import protobuf from 'protobufjs';
 import descriptorExt from 'protobufjs/ext/descriptor/index.js';
@@ -81,27 +81,37 @@ function upperCamel(name: string): string {
   return j.charAt(0).toUpperCase() + j.slice(1);
 }
 
-/**
- * Serialized FileDescriptorProtos for `files` (paths relative to `includeDir`) and every
- * file they import, transitively.
- */
-export function reflectionDescriptors(files: readonly string[], includeDir: string): Buffer[] {
+/** A .proto file by its import path under an include directory (its descriptor's name). */
+export interface ProtoSource {
+  includeDir: string;
+  file: string;
+}
+
+/** Serialized FileDescriptorProtos for `sources` and every file they import, transitively. */
+export function reflectionDescriptors(sources: readonly ProtoSource[]): Buffer[] {
+  const includeDirs = [...new Set(sources.map((s) => s.includeDir))];
   const root = new protobuf.Root();
   root.resolvePath = (_origin, target) => {
     if (isAbsolute(target)) return target;
-    const candidate = join(includeDir, target);
-    // Not found here: protobufjs then uses its bundled copy (the google/protobuf files).
-    return existsSync(candidate) ? candidate : target;
+    for (const dir of includeDirs) {
+      const candidate = join(dir, target);
+      if (existsSync(candidate)) return candidate;
+    }
+    // Not found: protobufjs then uses its bundled copy (the google/protobuf files).
+    return target;
   };
   root.loadSync(
-    files.map((f) => join(includeDir, f)),
+    sources.map((s) => join(s.includeDir, s.file)),
     { keepCase: true },
   );
   root.resolveAll();
   const wkt = wellKnownFiles();
 
   const fileOf = (o: protobuf.ReflectionObject): string => {
-    if (o.filename) return relative(includeDir, o.filename);
+    if (o.filename) {
+      const dir = includeDirs.find((d) => o.filename!.startsWith(d + sep));
+      if (dir) return relative(dir, o.filename);
+    }
     const known = wkt.get(o.fullName);
     if (!known) throw new Error(`reflection: no file for ${o.fullName}`);
     return known;

@@ -1,6 +1,8 @@
 // The hyokd gRPC server: mutual TLS always, hyok.v1 on the shared pipeline, health,
 // reflection, keepalive / connection age from config, certificate reload and graceful
 // shutdown.
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { Server, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { parseListen } from '../config/index.js';
@@ -8,10 +10,20 @@ import { HealthMonitor } from './health.js';
 import { createHyokService, type HyokServiceOptions } from './hyok-service.js';
 import type { PipelineDeps } from './pipeline.js';
 import { HYOK_PROTO_FILE, HYOK_SERVICE_NAME, hyokServiceDefinition } from './proto.js';
-import { reflectionDescriptors } from './reflection-descriptors.js';
+import { reflectionDescriptors, type ProtoSource } from './reflection-descriptors.js';
 import type { ReloadableTls } from './tls-credentials.js';
 import type { PackageDefinition } from '@grpc/proto-loader';
 import { protoDir } from '../errors.js';
+
+// grpc.health.v1 as grpc-health-check ships it, so reflection describes the health service
+// too (grpcurl resolves every method it calls through reflection).
+const HEALTH_PROTO: ProtoSource = {
+  includeDir: join(
+    dirname(createRequire(import.meta.url).resolve('grpc-health-check/package.json')),
+    'proto',
+  ),
+  file: 'health/v1/health.proto',
+};
 
 export interface TransportOptions {
   keepaliveTimeMs: number;
@@ -88,10 +100,10 @@ export class HyokServer {
       'grpc.max_send_message_length': t.maxMessageBytes,
     });
     grpc.addService(hyokServiceDefinition(), createHyokService(opts.deps, opts.hyok));
-    const reflected: string[] = [HYOK_PROTO_FILE];
+    const reflected: ProtoSource[] = [{ includeDir: protoDir(), file: HYOK_PROTO_FILE }, HEALTH_PROTO];
     for (const s of opts.services ?? []) {
       grpc.addService(s.definition, s.implementation);
-      if (s.protoFile) reflected.push(s.protoFile);
+      if (s.protoFile) reflected.push({ includeDir: protoDir(), file: s.protoFile });
     }
     const health = new HealthMonitor({
       hsm: opts.deps.hsm,
@@ -103,7 +115,7 @@ export class HyokServer {
     // One reflection service over every served package (grpc-js refuses a second handler
     // for the reflection methods), on descriptors shaped as protoc makes them
     // (reflection-descriptors.ts): the reflection package only reads fileDescriptorProtos.
-    const descriptors = { files: { fileDescriptorProtos: reflectionDescriptors(reflected, protoDir()) } };
+    const descriptors = { files: { fileDescriptorProtos: reflectionDescriptors(reflected) } };
     new ReflectionService(descriptors as unknown as PackageDefinition).addToServer(grpc);
     const host = listen.host.includes(':') ? `[${listen.host}]` : listen.host;
     const port = await new Promise<number>((resolve, reject) => {

@@ -45,6 +45,7 @@ t.test('a grpcio client built from reflection alone makes every kind of call', a
   t.comment(`grpcio ${r.grpcio}`);
 
   t.ok(r.services.includes('hyok.v1.Hyok'), 'reflection lists hyok.v1.Hyok');
+  t.ok(r.services.includes('grpc.health.v1.Health'), 'and the health service');
   t.ok(r.files.includes('google/protobuf/timestamp.proto'), 'dependencies came with the answer');
   t.same(
     [...r.methods].sort(),

@@ -6,7 +6,7 @@ import { execFile } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
 import { protoDir } from '../../src/errors.js';
@@ -18,7 +18,12 @@ import { reflectionDescriptors } from '../../src/server/reflection-descriptors.j
 const require = createRequire(import.meta.url);
 const descriptor = require('protobufjs/ext/descriptor') as any;
 
-const blobs = reflectionDescriptors([HYOK_PROTO_FILE, ADMIN_PROTO_FILE], protoDir());
+const healthDir = join(dirname(require.resolve('grpc-health-check/package.json')), 'proto');
+const blobs = reflectionDescriptors([
+  { includeDir: protoDir(), file: HYOK_PROTO_FILE },
+  { includeDir: protoDir(), file: ADMIN_PROTO_FILE },
+  { includeDir: healthDir, file: 'health/v1/health.proto' },
+]);
 const files = blobs.map((b) => descriptor.FileDescriptorProto.decode(b)) as any[];
 const byName = new Map(files.map((f) => [f.name as string, f]));
 
@@ -26,6 +31,7 @@ t.test('one descriptor per file, named by its import path, with its imports', as
   t.same([...byName.keys()].sort(), [
     'google/protobuf/duration.proto',
     'google/protobuf/timestamp.proto',
+    'health/v1/health.proto',
     'hyok/admin/v1/admin.proto',
     'hyok/v1/hyok.proto',
   ]);
@@ -36,6 +42,7 @@ t.test('one descriptor per file, named by its import path, with its imports', as
   ]);
   t.equal(byName.get(HYOK_PROTO_FILE).package, 'hyok.v1');
   t.equal(byName.get('google/protobuf/timestamp.proto').package, 'google.protobuf');
+  t.equal(byName.get('health/v1/health.proto').package, 'grpc.health.v1');
 });
 
 t.test('type references are fully qualified and resolve inside the set', async (t) => {
@@ -116,5 +123,5 @@ svc = pool.FindServiceByName('hyok.admin.v1.KeyAdmin')
 print(len(s.file), svc.methods_by_name['SetKeyState'].input_type.fields_by_name['version'].has_presence)
 `;
   const { stdout } = await promisify(execFile)('/usr/bin/python3', ['-c', script, set], { timeout: 30_000 });
-  t.equal(stdout.trim(), '4 True');
+  t.equal(stdout.trim(), '5 True');
 });
