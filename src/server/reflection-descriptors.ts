@@ -87,8 +87,21 @@ export interface ProtoSource {
   file: string;
 }
 
+/** Built once per set of sources: every server start asks again, and parsing takes 12-30 ms. */
+const built = new Map<string, Buffer[]>();
+
 /** Serialized FileDescriptorProtos for `sources` and every file they import, transitively. */
 export function reflectionDescriptors(sources: readonly ProtoSource[]): Buffer[] {
+  const key = JSON.stringify(sources.map((s) => [s.includeDir, s.file]));
+  let out = built.get(key);
+  if (!out) {
+    out = build(sources);
+    built.set(key, out);
+  }
+  return out;
+}
+
+function build(sources: readonly ProtoSource[]): Buffer[] {
   const includeDirs = [...new Set(sources.map((s) => s.includeDir))];
   const root = new protobuf.Root();
   root.resolvePath = (_origin, target) => {
