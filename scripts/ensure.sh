@@ -59,9 +59,10 @@ command -v pkcs11-tool >/dev/null 2>&1 || missing="$missing pkcs11-tool"
 [ -e "$NGHTTP2_HEADER" ] || missing="$missing $NGHTTP2_HEADER"
 [ -e "$OPENSSL_HEADER" ] || missing="$missing $OPENSSL_HEADER"
 # The interoperability tests (test/interop/: a client on another gRPC implementation, the
-# envelope written from the README) run on Debian's interpreter, where these install.
+# envelope, rewrap, BYOK and audit formats implemented again from the README) run on
+# Debian's interpreter, where these install.
 /usr/bin/python3 -c 'import grpc, google.protobuf, cryptography' >/dev/null 2>&1 ||
-  missing="$missing python3-grpcio/python3-cryptography"
+  missing="$missing python3-grpcio/python3-protobuf/python3-cryptography"
 
 packages="softhsm2 libp11-kit-dev opensc libnghttp2-dev libssl-dev python3-grpcio python3-protobuf python3-cryptography"
 # The native addon also needs a C++ toolchain and Python for node-gyp.
