@@ -103,10 +103,7 @@ def _add_files(pool, blobs):
         progress = False
         for name, fd in list(pending.items()):
             if all(dep not in pending for dep in fd.dependency):
-                try:
-                    pool.FindFileByName(name)
-                except KeyError:
-                    pool.Add(fd)
+                pool.Add(fd)
                 added.append(name)
                 del pending[name]
                 progress = True
