@@ -41,8 +41,8 @@
 
 #include "audit_write.h"
 #include "convert.h"
+#include "helper_thread.h"
 #include "napi.h"
-#include "thread_name.h"
 
 namespace hyokd {
 
@@ -195,7 +195,7 @@ void Deliver(Napi::Env env, Napi::Function, StateRef* ref);
 
 // The thread's body. `state` outlives it (the thread holds a reference).
 void Run(std::shared_ptr<State> state) {
-  NameThisThread("hyokd-audit");
+  StartHelperThread("hyokd-audit");
   bool have_end = false;
   std::string end_prev;
   int64_t end_position = 0;

@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "thread_name.h"
+#include "helper_thread.h"
 
 namespace hyokd {
 
@@ -105,7 +105,7 @@ bool SessionPool::Submit(Batch* b, OpError* err) {
 }
 
 void SessionPool::WorkerLoop(size_t index) {
-  NameThisThread("hyokd-hsm-" + std::to_string(index));
+  StartHelperThread("hyokd-hsm-" + std::to_string(index));
   Worker& w = workers_[index];
   for (;;) {
     Item item;
@@ -435,7 +435,7 @@ void SessionPool::RequestReinit() {
 }
 
 void SessionPool::SupervisorLoop() {
-  NameThisThread("hyokd-hsm-sup");
+  StartHelperThread("hyokd-hsm-sup");
   std::unique_lock<std::mutex> lk(mu_);
   for (;;) {
     super_cv_.wait(lk, [&] { return stop_ || reinit_requested_; });

@@ -1,21 +1,40 @@
 // The addon's native threads carry names (top -H, ps -L, perf, /proc/<pid>/task/*/comm):
-// one per HSM worker session, the pool's supervisor, and the audit write thread.
+// one per HSM worker session, the pool's supervisor, and the audit write thread; and they
+// run under SCHED_BATCH, so waking them does not preempt the event loop (helper_thread.h).
 import { readdirSync, readFileSync } from 'node:fs';
 import t from 'tap';
 import { addon } from '../../src/hsm/native.js';
 import { createTestToken } from '../helpers/softhsm.js';
 
 function threadNames(): string[] {
-  const names: string[] = [];
+  return threads().map((th) => th.name);
+}
+
+/** Linux's SCHED_OTHER and SCHED_BATCH (sched.h). */
+const SCHED_OTHER = 0;
+const SCHED_BATCH = 3;
+
+/** This process's threads: name and scheduling policy (field 41 of /proc/<pid>/task/<tid>/stat). */
+function threads(): Array<{ tid: number; name: string; policy: number }> {
+  const out: Array<{ tid: number; name: string; policy: number }> = [];
   for (const tid of readdirSync('/proc/self/task')) {
     try {
-      names.push(readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim());
+      const name = readFileSync(`/proc/self/task/${tid}/comm`, 'utf8').trim();
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      // Fields after the name, which is in parentheses and may hold anything: field 3 first.
+      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out.push({ tid: Number(tid), name, policy: Number(rest[41 - 3]) });
     } catch {
       // the thread ended meanwhile
     }
   }
-  return names;
+  return out;
 }
+
+const policyOf = (name: string): number[] =>
+  threads()
+    .filter((th) => th.name === name)
+    .map((th) => th.policy);
 
 const count = (names: string[], name: string): number => names.filter((n) => n === name).length;
 
@@ -40,6 +59,9 @@ t.test('HSM workers and the supervisor are named; the names go with the pool', a
     t.equal(count(names, n), 1, n);
   }
   t.equal(count(names, 'hyokd-hsm-3'), 0, 'one name per session');
+  for (const n of want) t.same(policyOf(n), [SCHED_BATCH], `${n} runs SCHED_BATCH`);
+  const loop = threads().find((th) => th.tid === process.pid);
+  t.equal(loop?.policy, SCHED_OTHER, 'the event loop keeps the default policy');
   await h.close();
   const after = await namesWhen((ns) => !ns.some((n) => n.startsWith('hyokd-hsm-')));
   t.equal(after.filter((n) => n.startsWith('hyokd-hsm-')).length, 0, 'gone after close');
@@ -49,4 +71,5 @@ t.test('the audit write thread is named', async (t) => {
   const th = new (addon().AuditWriteThread)(() => {});
   t.teardown(() => th.close());
   t.equal(count(await namesWhen((ns) => ns.includes('hyokd-audit')), 'hyokd-audit'), 1);
+  t.same(policyOf('hyokd-audit'), [SCHED_BATCH], 'runs SCHED_BATCH');
 });
