@@ -22,13 +22,14 @@
 
 namespace hyokd {
 
+// The policy first: once the name shows, the policy is in place (the thread test relies on it).
 inline void StartHelperThread(const std::string& name) {
-  pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
 #ifdef SCHED_BATCH
   sched_param param{};
   param.sched_priority = 0;
   pthread_setschedparam(pthread_self(), SCHED_BATCH, &param);
 #endif
+  pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
 }
 
 }  // namespace hyokd
