@@ -12,7 +12,9 @@
 //
 // then, open loop at half the echo's best rate, Echo and Unwrap latency (p50/p99 from the
 // scheduled start of each call, so generator queueing counts; the p99 ratio is judged both
-// pooled over the rounds and as the median of the per-round ratios). Every response status is
+// pooled over the rounds and as the median of the per-round ratios; each open-loop round also
+// reports the daemon's V8 mark-compacts and longest event-loop lag in it (loadgen/gc-probe.ts),
+// because on this machine they decide a round's p99). Every response status is
 // counted; a sample of Unwrap/BatchUnwrap/UnwrapStream responses is decoded in full and
 // each DEK compared with the one GenerateDataKey returned. Usage:
 //   npm run bench:grpc                 (2 s per case, 0.5 s warm-up, 4 rounds)
@@ -26,6 +28,7 @@ import { coresBusy, otherCores, type Measurement } from './lib/measurement.js';
 import { best, median } from './lib/stats.js';
 import { prepareCCeiling } from './loadgen/c-ceiling.js';
 import { startDaemon, type Daemon } from './loadgen/daemon.js';
+import { fmtGc, GcProbe, type GcWindow } from './loadgen/gc-probe.js';
 import {
   cpuPerOp,
   generatorCpuSource,
@@ -77,6 +80,8 @@ async function main(): Promise<void> {
   const peaks = new Map<CallKind, LoadResult[]>();
   const cRuns: Measurement[] = [];
   const open = new Map<'echo' | 'unary', LoadResult[]>();
+  /** Per open-loop round, what the daemon's V8 did in it (null: not read). */
+  const openGc = new Map<'echo' | 'unary', Array<GcWindow | null>>();
   const verified: Record<string, Verification> = {};
   let rate = 0;
   let envelopeBytes = 0;
@@ -130,16 +135,24 @@ async function main(): Promise<void> {
     // Open loop at half the echo's peak: the same schedule for Echo and Unwrap.
     rate = Math.round(best((peaks.get('echo') ?? []).map((r) => r.callsPerSec)) / 2);
     log(`  open loop at ${rate} calls/s (half the best echo rate)`);
+    const probe = new GcProbe(daemon.metricsUrl);
+    const d = daemon;
     for (let round = 0; round < timing.rounds; round++) {
       const order: Array<'echo' | 'unary'> = round % 2 === 0 ? ['echo', 'unary'] : ['unary', 'echo'];
       for (const k of order) {
-        const r = await runLoad(loadSpec(k, daemon.target, frames[k], shape, timing, rate), daemon.pid);
+        const { result: r, gc } = await probe.measure(() =>
+          runLoad(loadSpec(k, d.target, frames[k], shape, timing, rate), d.pid),
+        );
         record(k, r);
         const list = open.get(k) ?? [];
         list.push(r);
         open.set(k, list);
+        const gcs = openGc.get(k) ?? [];
+        gcs.push(gc);
+        openGc.set(k, gcs);
         log(
           `  round ${round + 1} ${k}@open ${fmtRate(r.callsPerSec).padStart(8)} calls/s  p50 ${r.p50Ms.toFixed(2)} ms  p99 ${r.p99Ms.toFixed(2)} ms` +
+            fmtGc(gc) +
             (problems(r) || r.skipped ? `  PROBLEMS ${problems(r)} skipped ${r.skipped}` : ''),
         );
       }
@@ -290,6 +303,21 @@ async function main(): Promise<void> {
       ` (target <= ${TARGETS.p99_vs_echo.toFixed(2)}: ${p99Verdict})` +
       `; achieved ${fmtRate(echoLat.achieved)} / ${fmtRate(unaryLat.achieved)} calls/s (slowest round), skipped ${echoLat.skipped} / ${unaryLat.skipped}`,
   );
+  // Diagnostics, not the verdict: on this machine a window's p99 follows the daemon's
+  // mark-compacts (gc-probe.ts), so say how many rounds had one and what p99 the rounds
+  // without one had.
+  const gcLine = (k: 'echo' | 'unary'): string => {
+    const gcs = openGc.get(k) ?? [];
+    const rs = open.get(k) ?? [];
+    if (gcs.length === 0 || gcs.some((g) => g === null)) return `${k}: not read`;
+    const calm = rs.filter((_, i) => gcs[i]!.majorGcs === 0).map((r) => r.p99Ms);
+    const lag = Math.max(...gcs.map((g) => g!.loopLagMaxMs));
+    return (
+      `${k === 'unary' ? 'Unwrap' : 'Echo'} ${rs.length - calm.length} of ${rs.length} (loop lag max ${lag.toFixed(0)} ms),` +
+      ` median p99 of the rounds without one ${calm.length > 0 ? median(calm).toFixed(2) + ' ms' : '-'}`
+    );
+  };
+  out.push(`  open-loop rounds with a V8 mark-compact in the daemon: ${gcLine('echo')}; ${gcLine('unary')}`);
   out.push(
     `  correctness: ${totalProblems} non-OK/failed calls or items, ${mismatches} wrong DEKs of ${checked} checked, c_loop errors ${cErrors}`,
   );
@@ -347,6 +375,10 @@ async function main(): Promise<void> {
     echo_p50_ms: roundRatio(echoLat.p50),
     open_loop_rate: rate,
     latency_rate_sustained: sustained(unaryLat) && sustained(echoLat),
+    open_major_gcs: {
+      echo: (openGc.get('echo') ?? []).map((g) => g?.majorGcs ?? null),
+      unary: (openGc.get('unary') ?? []).map((g) => g?.majorGcs ?? null),
+    },
     echo_js_us: roundRatio(us('echo', 'serverMainThread')),
     unary_js_us: roundRatio(us('unary', 'serverMainThread')),
     batch_js_us_per_dek: roundRatio(us('batch', 'serverMainThread')),

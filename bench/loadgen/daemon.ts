@@ -16,9 +16,13 @@ export interface Daemon {
   pid: number;
   port: number;
   target: Target;
+  /** The daemon's /metrics URL, from its start-up banner (undefined when it serves none). */
+  metricsUrl(): string | undefined;
   /** SIGTERM, wait for the drain; SIGKILL after a timeout. */
   stop(): Promise<void>;
 }
+
+const METRICS_LINE = /Metrics: (http:\/\/127\.0\.0\.1:\d+\/metrics)/;
 
 /** The child's environment: ours without any HYOKD_* or SOFTHSM2_CONF, plus `overrides`. */
 function daemonEnv(home: string, overrides: Record<string, string>): NodeJS.ProcessEnv {
@@ -45,8 +49,10 @@ export async function startDaemon(home: string, overrides: Record<string, string
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let tail = '';
+  let metricsUrl: string | undefined;
   const keep = (d: string) => {
     tail = (tail + d).slice(-4000);
+    metricsUrl ??= METRICS_LINE.exec(tail)?.[1];
   };
   child.stdout!.setEncoding('utf8').on('data', keep);
   const port = await new Promise<number>((resolve, reject) => {
@@ -81,6 +87,7 @@ export async function startDaemon(home: string, overrides: Record<string, string
     pid: child.pid!,
     port,
     target,
+    metricsUrl: () => metricsUrl,
     stop() {
       stopped ??= new Promise<void>((resolve) => {
         if (child.exitCode !== null || child.signalCode !== null) return resolve();
