@@ -307,13 +307,14 @@ async function main(): Promise<void> {
   // mark-compacts (gc-probe.ts), so say how many rounds had one and what p99 the rounds
   // without one had.
   const gcLine = (k: 'echo' | 'unary'): string => {
+    const name = k === 'unary' ? 'Unwrap' : 'Echo';
     const gcs = openGc.get(k) ?? [];
     const rs = open.get(k) ?? [];
-    if (gcs.length === 0 || gcs.some((g) => g === null)) return `${k}: not read`;
+    if (gcs.length === 0 || gcs.some((g) => g === null)) return `${name}: not read`;
     const calm = rs.filter((_, i) => gcs[i]!.majorGcs === 0).map((r) => r.p99Ms);
     const lag = Math.max(...gcs.map((g) => g!.loopLagMaxMs));
     return (
-      `${k === 'unary' ? 'Unwrap' : 'Echo'} ${rs.length - calm.length} of ${rs.length} (loop lag max ${lag.toFixed(0)} ms),` +
+      `${name} ${rs.length - calm.length} of ${rs.length} (loop lag max ${lag.toFixed(0)} ms),` +
       ` median p99 of the rounds without one ${calm.length > 0 ? median(calm).toFixed(2) + ' ms' : '-'}`
     );
   };
