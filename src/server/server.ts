@@ -17,7 +17,7 @@ import { protoDir } from '../errors.js';
 
 // grpc.health.v1 as grpc-health-check ships it, so reflection describes the health service
 // too (grpcurl resolves every method it calls through reflection).
-const HEALTH_PROTO: ProtoSource = {
+export const HEALTH_PROTO: ProtoSource = {
   includeDir: join(
     dirname(createRequire(import.meta.url).resolve('grpc-health-check/package.json')),
     'proto',

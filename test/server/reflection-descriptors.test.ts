@@ -2,27 +2,26 @@
 // with its imports listed, fully qualified type references and the field names of the
 // file. A strict descriptor pool (Python protobuf, the same checks as C++ and Go) accepts
 // all of them.
-import { execFile } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { promisify } from 'node:util';
+import { join } from 'node:path';
 import t from 'tap';
 import { protoDir } from '../../src/errors.js';
 import { ADMIN_PROTO_FILE } from '../../src/server/admin-proto.js';
 import { HYOK_PROTO_FILE } from '../../src/server/proto.js';
+import { HEALTH_PROTO } from '../../src/server/server.js';
+import { runPython } from '../helpers/python.js';
 import { reflectionDescriptors } from '../../src/server/reflection-descriptors.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any -- decoded descriptor messages are untyped */
 const require = createRequire(import.meta.url);
 const descriptor = require('protobufjs/ext/descriptor') as any;
 
-const healthDir = join(dirname(require.resolve('grpc-health-check/package.json')), 'proto');
 const blobs = reflectionDescriptors([
   { includeDir: protoDir(), file: HYOK_PROTO_FILE },
   { includeDir: protoDir(), file: ADMIN_PROTO_FILE },
-  { includeDir: healthDir, file: 'health/v1/health.proto' },
+  HEALTH_PROTO,
 ]);
 const files = blobs.map((b) => descriptor.FileDescriptorProto.decode(b)) as any[];
 const byName = new Map(files.map((f) => [f.name as string, f]));
@@ -42,7 +41,7 @@ t.test('one descriptor per file, named by its import path, with its imports', as
   ]);
   t.equal(byName.get(HYOK_PROTO_FILE).package, 'hyok.v1');
   t.equal(byName.get('google/protobuf/timestamp.proto').package, 'google.protobuf');
-  t.equal(byName.get('health/v1/health.proto').package, 'grpc.health.v1');
+  t.equal(byName.get(HEALTH_PROTO.file).package, 'grpc.health.v1');
 });
 
 t.test('type references are fully qualified and resolve inside the set', async (t) => {
@@ -107,21 +106,6 @@ t.test('a strict descriptor pool (Python protobuf) builds every file', async (t)
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
   const set = join(dir, 'set.pb');
   writeFileSync(set, Buffer.from(descriptor.FileDescriptorSet.encode({ file: files }).finish()));
-  const script = `
-import sys
-from google.protobuf import descriptor_pb2, descriptor_pool
-s = descriptor_pb2.FileDescriptorSet.FromString(open(sys.argv[1], 'rb').read())
-pool = descriptor_pool.DescriptorPool()
-pending = {f.name: f for f in s.file}
-while pending:
-    ready = [n for n, f in pending.items() if all(d not in pending for d in f.dependency)]
-    if not ready:
-        raise SystemExit('unresolvable: %s' % sorted(pending))
-    for n in ready:
-        pool.Add(pending.pop(n))
-svc = pool.FindServiceByName('hyok.admin.v1.KeyAdmin')
-print(len(s.file), svc.methods_by_name['SetKeyState'].input_type.fields_by_name['version'].has_presence)
-`;
-  const { stdout } = await promisify(execFile)('/usr/bin/python3', ['-c', script, set], { timeout: 30_000 });
-  t.equal(stdout.trim(), '5 True');
+  const r = await runPython('descriptor_pool.py', { args: [set] });
+  t.same(r, { files: 5, setKeyStateVersionHasPresence: true });
 });

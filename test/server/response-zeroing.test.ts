@@ -5,15 +5,14 @@
 // DEKs; this checks the zeroing itself, for every response that carries one.
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { hyokServiceDefinition } from '../../src/server/proto.js';
-import { hyokPackageDefinition } from '../../src/server/proto.js';
+import { hyokPackageDefinition, hyokServiceDefinition } from '../../src/server/proto.js';
 
 const server = hyokServiceDefinition();
 // The loader's own definition, unwrapped: what a client decodes with.
-const plain = (hyokPackageDefinition()['hyok.v1.Hyok'] as unknown as Record<
+const plain = hyokPackageDefinition()['hyok.v1.Hyok'] as unknown as Record<
   string,
   { responseDeserialize(b: Buffer): Record<string, unknown> }
->)!;
+>;
 
 const zeroed = (b: Buffer) => b.every((x) => x === 0);
 
