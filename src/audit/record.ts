@@ -8,6 +8,7 @@
 
 import { bodySegments, canonicalJson, sha256Hex, type BodySegments } from './canonical.js';
 import { AuditCodes, AuditError } from './errors.js';
+import { Memo } from '../memo.js';
 
 export type AuditScalar = string | number | boolean | null;
 export type AuditValue = AuditScalar | AuditValue[] | { [key: string]: AuditValue };
@@ -339,30 +340,17 @@ const MEMO_MAX = 1024;
  */
 const VERSIONS_MAX = 16;
 
-/** Values by key, at most `max` of them (members of string values per field; key members by name and version). */
-class Memo<K, V = string> {
-  readonly #map = new Map<K, V>();
-  constructor(readonly max = MEMO_MAX) {}
-  get(k: K): V | undefined {
-    return this.#map.get(k);
-  }
-  set(k: K, m: V): V {
-    if (this.#map.size >= this.max) this.#map.clear();
-    this.#map.set(k, m);
-    return m;
-  }
-}
-
-function stringMember(memo: Memo<string>, name: string, v: unknown): string | null {
+function stringMember(memo: Memo<string, string>, name: string, v: unknown): string | null {
   if (typeof v !== 'string') return v === undefined ? null : member(name, generic(v));
   return memo.get(v) ?? memo.set(v, member(name, jsonString(v))!);
 }
-const opMembers = new Memo<string>();
-const peerMembers = new Memo<string>();
-const planeMembers = new Memo<string>();
+// Members of string values per field; key members by name, then version.
+const opMembers = new Memo<string, string>(MEMO_MAX);
+const peerMembers = new Memo<string, string>(MEMO_MAX);
+const planeMembers = new Memo<string, string>(MEMO_MAX);
 
 /** Key members by name, then version (a number and a string version are different keys). */
-const keyMembers = new Memo<string, Memo<unknown>>();
+const keyMembers = new Memo<string, Memo<unknown, string>>(MEMO_MAX);
 function keyMember(v: unknown): string | null {
   if (v === undefined) return null;
   if (!hasExactly(v, 'name', 'version') || typeof v.name !== 'string') return member('key', field(v, asKey));
@@ -374,7 +362,7 @@ function keyMember(v: unknown): string | null {
   if (json === null) return member('key', generic(v));
   // A Map stores `version` by SameValueZero: -0 and 0 share an entry, and both print as 0.
   if (byVersion === undefined) {
-    byVersion = new Memo<unknown>(VERSIONS_MAX);
+    byVersion = new Memo<unknown, string>(VERSIONS_MAX);
     keyMembers.set(v.name, byVersion);
   }
   return byVersion.set(version, member('key', json)!);

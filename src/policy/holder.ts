@@ -10,6 +10,7 @@ import { extname } from 'node:path';
 import type { CompiledPolicy } from './compile.js';
 import { callerClass, decide, type AuthzRequest, type Decision } from './decide.js';
 import { parsePolicy, PolicyError, type PolicyFormat } from './parse.js';
+import { Memo } from '../memo.js';
 
 const MAX_CLASSES = 1024;
 
@@ -42,8 +43,8 @@ export type ReloadResult =
 export class PolicyHolder {
   #current: CompiledPolicy;
   #generation = 1;
-  /** callerClass results under #current (emptied by every swap); bounded like the identity cache. */
-  readonly #classes = new Map<string, 'admin' | 'client'>();
+  /** callerClass results under #current (emptied by every swap). */
+  readonly #classes = new Memo<string, 'admin' | 'client'>(MAX_CLASSES);
   readonly #path: string | null;
 
   constructor(initial: CompiledPolicy, path: string | null = null) {
@@ -75,13 +76,7 @@ export class PolicyHolder {
 
   /** The caller's class under the live policy (decide.ts, callerClass): asked once per call, for metrics. */
   callerClass(identity: string): 'admin' | 'client' {
-    let c = this.#classes.get(identity);
-    if (c === undefined) {
-      if (this.#classes.size >= MAX_CLASSES) this.#classes.clear();
-      c = callerClass(this.#current, identity);
-      this.#classes.set(identity, c);
-    }
-    return c;
+    return this.#classes.get(identity) ?? this.#classes.set(identity, callerClass(this.#current, identity));
   }
 
   /** Re-reads the file this holder was loaded from. */

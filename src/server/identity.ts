@@ -14,6 +14,7 @@
 import { TLSSocket, type PeerCertificate } from 'node:tls';
 import { certificateIdentity, type CertificateIdentity } from '../pki/index.js';
 import { HyokError } from '../errors.js';
+import { Memo } from '../memo.js';
 import type { AuditIdentity } from '../audit/index.js';
 
 /** What grpc-js `call.getAuthContext()` returns (its type is not exported by the package root). */
@@ -32,8 +33,7 @@ export interface CallerIdentity {
   audit: AuditIdentity;
 }
 
-const MAX_CACHE = 1024;
-const cache = new Map<string, CallerIdentity>();
+const cache = new Memo<string, CallerIdentity>(1024);
 
 /** The caller behind a call, or HyokError UNAUTHENTICATED when there is no verified certificate. */
 export function callerIdentity(auth: AuthContext | null | undefined): CallerIdentity {
@@ -54,9 +54,7 @@ export function callerIdentity(auth: AuthContext | null | undefined): CallerIden
     source: parsed.source,
     audit: Object.freeze({ fingerprint: parsed.fingerprint256, san: parsed.identity }),
   });
-  if (cache.size >= MAX_CACHE) cache.clear();
-  cache.set(key, id);
-  return id;
+  return cache.set(key, id);
 }
 
 interface SocketEntry {

@@ -15,6 +15,7 @@ import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { handleUnaryCall, ServerUnaryCall, ServiceError, sendUnaryData } from '@grpc/grpc-js';
 import { HyokError, toGrpcError, toHyokError, type HsmOpHint } from '../errors.js';
+import { Memo } from '../memo.js';
 import type { AuditEvent, AuditFields, AuditKeyRef } from '../audit/index.js';
 import type { HsmBackend, ItemResult, Op } from '../hsm/types.js';
 import type { KeyResolver } from '../keys/types.js';
@@ -97,28 +98,19 @@ const NOT_EVALUATED = Object.freeze({ allowed: false, rule: 'not-evaluated' });
  * values: the audit serializer makes the JSON of a frozen object once. Bounded (rules
  * come from the policy, codes from the error registry; a reload may add a few).
  */
-const SHARED_MAX = 1024;
 type SharedDecision = Readonly<{ allowed: boolean; rule: string }>;
 // Keyed by the rule or code itself (policy and registry constants, whose hashes V8 keeps):
 // a key built per call would be hashed per call.
-const allowedBy = new Map<string, SharedDecision>();
-const deniedBy = new Map<string, SharedDecision>();
-const sharedResults = new Map<string, Readonly<{ code: string }>>();
+const allowedBy = new Memo<string, SharedDecision>(1024);
+const deniedBy = new Memo<string, SharedDecision>(1024);
+const sharedResults = new Memo<string, Readonly<{ code: string }>>(1024);
 
-function shared<V>(m: Map<string, V>, k: string, make: () => V): V {
-  let v = m.get(k);
-  if (v === undefined) {
-    if (m.size >= SHARED_MAX) m.clear();
-    v = make();
-    m.set(k, v);
-  }
-  return v;
-}
-
-const decisionOf = (allowed: boolean, rule: string): SharedDecision =>
-  shared(allowed ? allowedBy : deniedBy, rule, () => Object.freeze({ allowed, rule }));
+const decisionOf = (allowed: boolean, rule: string): SharedDecision => {
+  const m = allowed ? allowedBy : deniedBy;
+  return m.get(rule) ?? m.set(rule, Object.freeze({ allowed, rule }));
+};
 const resultOf = (code: string): Readonly<{ code: string }> =>
-  shared(sharedResults, code, () => Object.freeze({ code }));
+  sharedResults.get(code) ?? sharedResults.set(code, Object.freeze({ code }));
 
 /** State of one call as it moves through the steps. */
 export class CallContext {
