@@ -39,11 +39,25 @@ function daemonEnv(home: string, overrides: Record<string, string>): NodeJS.Proc
   };
 }
 
-export async function startDaemon(home: string, overrides: Record<string, string> = {}): Promise<Daemon> {
+export interface DaemonOptions {
+  /** Node flags before the script (after HYOKD_BENCH_DAEMON_NODE_ARGS), e.g. `--trace-gc-nvp`. */
+  nodeArgs?: string[];
+  /** Every chunk of the daemon's stdout, as it comes (what V8's --trace-gc* flags print). */
+  onStdout?: (chunk: string) => void;
+}
+
+export async function startDaemon(
+  home: string,
+  overrides: Record<string, string> = {},
+  opts: DaemonOptions = {},
+): Promise<Daemon> {
   const main = join(repoRoot(), 'dist', 'src', 'cli', 'main.js');
   // HYOKD_BENCH_DAEMON_NODE_ARGS: extra node flags for the daemon only (e.g. `--cpu-prof
   // --cpu-prof-dir=/tmp/prof`, which NODE_OPTIONS does not accept).
-  const nodeArgs = (process.env.HYOKD_BENCH_DAEMON_NODE_ARGS ?? '').split(/\s+/).filter(Boolean);
+  const nodeArgs = [
+    ...(process.env.HYOKD_BENCH_DAEMON_NODE_ARGS ?? '').split(/\s+/).filter(Boolean),
+    ...(opts.nodeArgs ?? []),
+  ];
   const child: ChildProcess = spawn(process.execPath, [...nodeArgs, main, 'serve'], {
     env: daemonEnv(home, overrides),
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -54,7 +68,10 @@ export async function startDaemon(home: string, overrides: Record<string, string
     tail = (tail + d).slice(-4000);
     metricsUrl ??= METRICS_LINE.exec(tail)?.[1];
   };
-  child.stdout!.setEncoding('utf8').on('data', keep);
+  child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+    keep(d);
+    opts.onStdout?.(d);
+  });
   const port = await new Promise<number>((resolve, reject) => {
     let err = '';
     const timer = setTimeout(() => {
