@@ -19,8 +19,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { fmtRate, fmtRatio, table } from './lib/format.js';
 import { machineInfo, reportHead } from './lib/machine.js';
-import { startDaemon, type Daemon } from './loadgen/daemon.js';
-import { GcTrace, zeroTotals, type GcTotals } from './loadgen/gc-trace.js';
+import { startDaemon, stopChild, type Daemon } from './loadgen/daemon.js';
+import { addTotals, GcTrace, zeroTotals, type GcTotals } from './loadgen/gc-trace.js';
 import { problems, runLoad } from './loadgen/run.js';
 import {
   BATCH_SIZE,
@@ -79,16 +79,7 @@ async function startBare(kind: 'http2' | 'grpc-js', pki: string, like: Target): 
     pid: child.pid!,
     target: { ...like, port },
     trace,
-    stop: () =>
-      new Promise<void>((resolve) => {
-        if (child.exitCode !== null || child.signalCode !== null) return resolve();
-        const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-        child.once('exit', () => {
-          clearTimeout(timer);
-          resolve();
-        });
-        child.kill('SIGTERM');
-      }),
+    stop: () => stopChild(child),
   };
 }
 
@@ -98,16 +89,6 @@ interface CaseTotals {
   gc: GcTotals;
   p99Ms: number[];
   problems: number;
-}
-
-function add(a: GcTotals, b: GcTotals): void {
-  a.scavenges += b.scavenges;
-  a.promotedBytes += b.promotedBytes;
-  a.scavengeMs += b.scavengeMs;
-  a.markCompacts += b.markCompacts;
-  a.markCompactMs += b.markCompactMs;
-  a.evacuateMs += b.evacuateMs;
-  a.markCompactMaxMs = Math.max(a.markCompactMaxMs, b.markCompactMaxMs);
 }
 
 async function main(): Promise<void> {
@@ -173,7 +154,7 @@ async function main(): Promise<void> {
         acc.seconds += r.seconds;
         acc.p99Ms.push(r.p99Ms);
         acc.problems += problems(r);
-        add(acc.gc, gc);
+        addTotals(acc.gc, gc);
         log(
           `  round ${round + 1} ${name.padEnd(16)} ${fmtRate(r.callsPerSec).padStart(7)} calls/s  p99 ${r.p99Ms.toFixed(1).padStart(6)} ms` +
             `  scavenges ${gc.scavenges} promoted ${(gc.promotedBytes / 1024).toFixed(0)} KB  mark-compacts ${gc.markCompacts}` +

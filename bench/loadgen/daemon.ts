@@ -39,6 +39,19 @@ function daemonEnv(home: string, overrides: Record<string, string>): NodeJS.Proc
   };
 }
 
+/** SIGTERM, wait for the exit; SIGKILL after `timeoutMs`. */
+export function stopChild(child: ChildProcess, timeoutMs = STOP_TIMEOUT_MS): Promise<void> {
+  return new Promise<void>((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
 export interface DaemonOptions {
   /** Node flags before the script (after HYOKD_BENCH_DAEMON_NODE_ARGS), e.g. `--trace-gc-nvp`. */
   nodeArgs?: string[];
@@ -106,15 +119,7 @@ export async function startDaemon(
     target,
     metricsUrl: () => metricsUrl,
     stop() {
-      stopped ??= new Promise<void>((resolve) => {
-        if (child.exitCode !== null || child.signalCode !== null) return resolve();
-        const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
-        child.once('exit', () => {
-          clearTimeout(timer);
-          resolve();
-        });
-        child.kill('SIGTERM');
-      });
+      stopped ??= stopChild(child);
       return stopped;
     },
   };

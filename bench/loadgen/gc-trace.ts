@@ -64,25 +64,22 @@ export function addCollection(t: GcTotals, fields: Map<string, string>): void {
   }
 }
 
-/** `after - before`, field by field (the maximum is the window's own: see GcTrace.window). */
-function minus(after: GcTotals, before: GcTotals, max: number): GcTotals {
-  return {
-    scavenges: after.scavenges - before.scavenges,
-    promotedBytes: after.promotedBytes - before.promotedBytes,
-    scavengeMs: after.scavengeMs - before.scavengeMs,
-    markCompacts: after.markCompacts - before.markCompacts,
-    markCompactMs: after.markCompactMs - before.markCompactMs,
-    evacuateMs: after.evacuateMs - before.evacuateMs,
-    markCompactMaxMs: max,
-  };
+/** Adds `b` into `a` (the maximum is the larger of the two). */
+export function addTotals(a: GcTotals, b: GcTotals): void {
+  a.scavenges += b.scavenges;
+  a.promotedBytes += b.promotedBytes;
+  a.scavengeMs += b.scavengeMs;
+  a.markCompacts += b.markCompacts;
+  a.markCompactMs += b.markCompactMs;
+  a.evacuateMs += b.evacuateMs;
+  a.markCompactMaxMs = Math.max(a.markCompactMaxMs, b.markCompactMaxMs);
 }
 
-/** Running totals over a child's stdout, split into lines as they come. */
+/** Totals over a child's stdout, split into lines as they come: for the whole run and for the current window. */
 export class GcTrace {
   readonly #totals = zeroTotals();
+  #window = zeroTotals();
   #partial = '';
-  /** The longest mark-compact since the current window began. */
-  #windowMax = 0;
 
   /** Feed it every chunk of the child's stdout. */
   push(chunk: string): void {
@@ -93,7 +90,7 @@ export class GcTrace {
       const fields = parseNvpLine(line);
       if (!fields) continue;
       addCollection(this.#totals, fields);
-      if (fields.get('gc') === 'mc') this.#windowMax = Math.max(this.#windowMax, num(fields, 'pause'));
+      addCollection(this.#window, fields);
     }
   }
 
@@ -106,10 +103,9 @@ export class GcTrace {
    * `settleMs` after `fn` lets the last lines of the window arrive.
    */
   async window<T>(fn: () => Promise<T>, settleMs = 200): Promise<{ result: T; gc: GcTotals }> {
-    const before = this.totals();
-    this.#windowMax = 0;
+    this.#window = zeroTotals();
     const result = await fn();
     await new Promise((resolve) => setTimeout(resolve, settleMs));
-    return { result, gc: minus(this.totals(), before, this.#windowMax) };
+    return { result, gc: { ...this.#window } };
   }
 }
