@@ -8,6 +8,7 @@
 //   http2            node:http2 answering like a unary gRPC call (the baseline: ratios are against it)
 //   grpc-js          @grpc/grpc-js alone, one pass-through method
 //   grpc-js/nodl     the same, the client sending no grpc-timeout (no deadline)
+//   grpc-js+proto    @grpc/grpc-js with hyokd's own hyok.v1 service definition (its protobuf codec)
 //   hyokd-echo       the daemon's Echo (shipped defaults, audit on)
 //   hyokd-echo/nodl  the same without a client deadline
 //   hyokd-unwrap     the daemon's Unwrap of one envelope
@@ -33,7 +34,15 @@ import {
 import type { CallKind, Target } from './loadgen/types.js';
 import { framesFor, makeWorkload, PATHS } from './loadgen/workload.js';
 
-const CASES = ['http2', 'grpc-js', 'grpc-js/nodl', 'hyokd-echo', 'hyokd-echo/nodl', 'hyokd-unwrap'] as const;
+const CASES = [
+  'http2',
+  'grpc-js',
+  'grpc-js/nodl',
+  'grpc-js+proto',
+  'hyokd-echo',
+  'hyokd-echo/nodl',
+  'hyokd-unwrap',
+] as const;
 type CaseName = (typeof CASES)[number];
 const START_TIMEOUT_MS = 20_000;
 
@@ -49,10 +58,15 @@ interface Server {
 }
 
 /** A bare-server.js child with --trace-gc-nvp, on the daemon's PKI. */
-async function startBare(kind: 'http2' | 'grpc-js', pki: string, like: Target): Promise<Server> {
+async function startBare(
+  kind: 'http2' | 'grpc-js' | 'grpc-js-proto',
+  pki: string,
+  like: Target,
+): Promise<Server> {
   const script = join(import.meta.dirname, 'loadgen', 'bare-server.js');
   const trace = new GcTrace();
-  const child: ChildProcess = spawn(process.execPath, ['--trace-gc-nvp', script, kind, pki, PATHS.echo], {
+  const args = ['--trace-gc-nvp', script, kind, pki, ...(kind === 'grpc-js-proto' ? [] : [PATHS.echo])];
+  const child: ChildProcess = spawn(process.execPath, args, {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   child.stdout!.setEncoding('utf8').on('data', (d: string) => trace.push(d));
@@ -119,6 +133,8 @@ async function main(): Promise<void> {
     servers.push(http2);
     const grpcJs = await startBare('grpc-js', pki, daemon.target);
     servers.push(grpcJs);
+    const grpcJsProto = await startBare('grpc-js-proto', pki, daemon.target);
+    servers.push(grpcJsProto);
     const workload = await makeWorkload(daemon.target, 256);
     const echoFrames = framesFor('echo', workload, BATCH_SIZE);
     const unaryFrames = framesFor('unary', workload, BATCH_SIZE);
@@ -130,6 +146,7 @@ async function main(): Promise<void> {
       http2: { server: http2, kind: 'echo', frames: echoFrames, deadline: true },
       'grpc-js': { server: grpcJs, kind: 'echo', frames: echoFrames, deadline: true },
       'grpc-js/nodl': { server: grpcJs, kind: 'echo', frames: echoFrames, deadline: false },
+      'grpc-js+proto': { server: grpcJsProto, kind: 'echo', frames: echoFrames, deadline: true },
       'hyokd-echo': { server: hyokd, kind: 'echo', frames: echoFrames, deadline: true },
       'hyokd-echo/nodl': { server: hyokd, kind: 'echo', frames: echoFrames, deadline: false },
       'hyokd-unwrap': { server: hyokd, kind: 'unary', frames: unaryFrames, deadline: true },

@@ -3,11 +3,15 @@
 //   node bare-server.js http2   <pki-dir> <path>   node:http2 only: headers, one message, trailers
 //   node bare-server.js grpc-js <pki-dir> <path>   @grpc/grpc-js with one method at <path>,
 //                                                 pass-through (de)serializers, no interceptors
+//   node bare-server.js grpc-js-proto <pki-dir>    @grpc/grpc-js with hyokd's own hyok.v1 service
+//                                                 definition (its protobuf codec); Echo answers
+//                                                 with the request's payload, nothing else is served
 // Prints `bare server on 127.0.0.1:<port>` on stderr once listening; stops on SIGTERM.
 import * as grpc from '@grpc/grpc-js';
 import { createSecureServer } from 'node:http2';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { hyokServiceDefinition } from '../../src/server/proto.js';
 
 /** A gRPC message frame holding 40 zero bytes: an echo-sized answer. */
 const ANSWER = Buffer.concat([Buffer.from([0, 0, 0, 0, 40]), Buffer.alloc(40)]);
@@ -39,24 +43,34 @@ function http2Only(pki: string): void {
   });
 }
 
-function grpcJsOnly(pki: string, path: string): void {
+/** Pass-through bytes at `path` (grpc-js alone), or hyokd's hyok.v1 definition (its codec). */
+function grpcJs(pki: string, path: string | null): void {
   const server = new grpc.Server();
-  const same = (b: Buffer) => b;
-  const answer = ANSWER.subarray(5);
-  server.addService(
-    {
-      Echo: {
-        path,
-        requestStream: false,
-        responseStream: false,
-        requestSerialize: same,
-        requestDeserialize: same,
-        responseSerialize: same,
-        responseDeserialize: same,
+  if (path === null) {
+    type EchoMessage = { payload?: Buffer };
+    const echo = (
+      call: grpc.ServerUnaryCall<EchoMessage, EchoMessage>,
+      cb: grpc.sendUnaryData<EchoMessage>,
+    ) => cb(null, { payload: call.request.payload ?? Buffer.alloc(0) });
+    server.addService(hyokServiceDefinition(), { Echo: echo });
+  } else {
+    const same = (b: Buffer) => b;
+    const answer = ANSWER.subarray(5);
+    server.addService(
+      {
+        Echo: {
+          path,
+          requestStream: false,
+          responseStream: false,
+          requestSerialize: same,
+          requestDeserialize: same,
+          responseSerialize: same,
+          responseDeserialize: same,
+        },
       },
-    },
-    { Echo: (_call: unknown, cb: grpc.sendUnaryData<Buffer>) => cb(null, answer) },
-  );
+      { Echo: (_call: unknown, cb: grpc.sendUnaryData<Buffer>) => cb(null, answer) },
+    );
+  }
   const creds = grpc.ServerCredentials.createSsl(
     readFileSync(join(pki, 'ca.pem')),
     [
@@ -78,9 +92,9 @@ function grpcJsOnly(pki: string, path: string): void {
 }
 
 const [kind, pki, path] = process.argv.slice(2);
-if (!pki || !path || (kind !== 'http2' && kind !== 'grpc-js')) {
-  process.stderr.write('usage: bare-server.js http2|grpc-js <pki-dir> <path>\n');
+if (!pki || (kind !== 'grpc-js-proto' && (!path || (kind !== 'http2' && kind !== 'grpc-js')))) {
+  process.stderr.write('usage: bare-server.js http2|grpc-js <pki-dir> <path> | grpc-js-proto <pki-dir>\n');
   process.exit(2);
 }
 if (kind === 'http2') http2Only(pki);
-else grpcJsOnly(pki, path);
+else grpcJs(pki, kind === 'grpc-js' ? path! : null);
