@@ -20,7 +20,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { fmtRate, fmtRatio, table } from './lib/format.js';
 import { machineInfo, reportHead } from './lib/machine.js';
-import { startDaemon, stopChild, type Daemon } from './loadgen/daemon.js';
+import { startDaemon, stopChild, waitForPort, type Daemon } from './loadgen/daemon.js';
 import { addTotals, GcTrace, zeroTotals, type GcTotals } from './loadgen/gc-trace.js';
 import { problems, runLoad } from './loadgen/run.js';
 import {
@@ -70,24 +70,8 @@ async function startBare(
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   child.stdout!.setEncoding('utf8').on('data', (d: string) => trace.push(d));
-  const port = await new Promise<number>((resolve, reject) => {
-    let err = '';
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`bare ${kind} server did not start: ${err.slice(-500)}`));
-    }, START_TIMEOUT_MS);
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
-      err += d;
-      const m = /bare server on 127\.0\.0\.1:(\d+)/.exec(err);
-      if (m) {
-        clearTimeout(timer);
-        resolve(Number(m[1]));
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`bare ${kind} server exited (${code}): ${err.slice(-500)}`));
-    });
+  const port = await waitForPort(child, /bare server on 127\.0\.0\.1:(\d+)/, `bare ${kind} server`, {
+    timeoutMs: START_TIMEOUT_MS,
   });
   return {
     pid: child.pid!,
@@ -99,7 +83,6 @@ async function startBare(
 
 interface CaseTotals {
   calls: number;
-  seconds: number;
   gc: GcTotals;
   p99Ms: number[];
   problems: number;
@@ -117,7 +100,7 @@ async function main(): Promise<void> {
     await Promise.all([daemon?.stop(), ...servers.map((s) => s.stop())]);
   });
   const totals = new Map<CaseName, CaseTotals>(
-    CASES.map((c) => [c, { calls: 0, seconds: 0, gc: zeroTotals(), p99Ms: [], problems: 0 }]),
+    CASES.map((c) => [c, { calls: 0, gc: zeroTotals(), p99Ms: [], problems: 0 }]),
   );
   try {
     const home = join(ws.dir, 'home');
@@ -168,7 +151,6 @@ async function main(): Promise<void> {
         );
         const acc = totals.get(name)!;
         acc.calls += r.calls;
-        acc.seconds += r.seconds;
         acc.p99Ms.push(r.p99Ms);
         acc.problems += problems(r);
         addTotals(acc.gc, gc);

@@ -43,34 +43,40 @@ function http2Only(pki: string): void {
   });
 }
 
-/** Pass-through bytes at `path` (grpc-js alone), or hyokd's hyok.v1 definition (its codec). */
-function grpcJs(pki: string, path: string | null): void {
+/** @grpc/grpc-js alone: one method at `path`, pass-through (de)serializers. */
+function grpcJsOnly(pki: string, path: string): void {
   const server = new grpc.Server();
-  if (path === null) {
-    type EchoMessage = { payload?: Buffer };
-    const echo = (
-      call: grpc.ServerUnaryCall<EchoMessage, EchoMessage>,
-      cb: grpc.sendUnaryData<EchoMessage>,
-    ) => cb(null, { payload: call.request.payload ?? Buffer.alloc(0) });
-    server.addService(hyokServiceDefinition(), { Echo: echo });
-  } else {
-    const same = (b: Buffer) => b;
-    const answer = ANSWER.subarray(5);
-    server.addService(
-      {
-        Echo: {
-          path,
-          requestStream: false,
-          responseStream: false,
-          requestSerialize: same,
-          requestDeserialize: same,
-          responseSerialize: same,
-          responseDeserialize: same,
-        },
+  const same = (b: Buffer) => b;
+  const answer = ANSWER.subarray(5);
+  server.addService(
+    {
+      Echo: {
+        path,
+        requestStream: false,
+        responseStream: false,
+        requestSerialize: same,
+        requestDeserialize: same,
+        responseSerialize: same,
+        responseDeserialize: same,
       },
-      { Echo: (_call: unknown, cb: grpc.sendUnaryData<Buffer>) => cb(null, answer) },
-    );
-  }
+    },
+    { Echo: (_call: unknown, cb: grpc.sendUnaryData<Buffer>) => cb(null, answer) },
+  );
+  serveGrpc(server, pki);
+}
+
+/** @grpc/grpc-js with hyokd's hyok.v1 definition (its codec); Echo returns the payload. */
+function grpcJsProto(pki: string): void {
+  type EchoMessage = { payload?: Buffer };
+  const server = new grpc.Server();
+  const echo = (call: grpc.ServerUnaryCall<EchoMessage, EchoMessage>, cb: grpc.sendUnaryData<EchoMessage>) =>
+    cb(null, { payload: call.request.payload ?? Buffer.alloc(0) });
+  server.addService(hyokServiceDefinition(), { Echo: echo });
+  serveGrpc(server, pki);
+}
+
+/** Mutual TLS with the PKI's server certificate, any port on 127.0.0.1, stop on SIGTERM. */
+function serveGrpc(server: grpc.Server, pki: string): void {
   const creds = grpc.ServerCredentials.createSsl(
     readFileSync(join(pki, 'ca.pem')),
     [
@@ -92,9 +98,10 @@ function grpcJs(pki: string, path: string | null): void {
 }
 
 const [kind, pki, path] = process.argv.slice(2);
-if (!pki || (kind !== 'grpc-js-proto' && (!path || (kind !== 'http2' && kind !== 'grpc-js')))) {
+if (pki && kind === 'grpc-js-proto') grpcJsProto(pki);
+else if (pki && path && kind === 'http2') http2Only(pki);
+else if (pki && path && kind === 'grpc-js') grpcJsOnly(pki, path);
+else {
   process.stderr.write('usage: bare-server.js http2|grpc-js <pki-dir> <path> | grpc-js-proto <pki-dir>\n');
   process.exit(2);
 }
-if (kind === 'http2') http2Only(pki);
-else grpcJs(pki, kind === 'grpc-js' ? path! : null);

@@ -52,6 +52,39 @@ export function stopChild(child: ChildProcess, timeoutMs = STOP_TIMEOUT_MS): Pro
   });
 }
 
+/**
+ * The port a child announces on stderr (the first group of `banner`). Rejects, with the
+ * end of its output, when it exits first or stays silent past `timeoutMs` (then killed).
+ */
+export function waitForPort(
+  child: ChildProcess,
+  banner: RegExp,
+  what: string,
+  opts: { timeoutMs: number; onStderr?: (chunk: string) => void; tail?: () => string },
+): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    let err = '';
+    const tail = () => (opts.tail?.() ?? err).slice(-1000);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${what} did not start within ${opts.timeoutMs} ms: ${tail()}`));
+    }, opts.timeoutMs);
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+      err += d;
+      opts.onStderr?.(d);
+      const m = banner.exec(err);
+      if (m) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
+    });
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      reject(new Error(`${what} exited (${signal ?? code}) while starting: ${tail()}`));
+    });
+  });
+}
+
 export interface DaemonOptions {
   /** Node flags before the script (after HYOKD_BENCH_DAEMON_NODE_ARGS), e.g. `--trace-gc-nvp`. */
   nodeArgs?: string[];
@@ -85,25 +118,10 @@ export async function startDaemon(
     keep(d);
     opts.onStdout?.(d);
   });
-  const port = await new Promise<number>((resolve, reject) => {
-    let err = '';
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`hyokd serve did not start within ${START_TIMEOUT_MS} ms: ${err.slice(-1000)}`));
-    }, START_TIMEOUT_MS);
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
-      err += d;
-      keep(d);
-      const m = /serving hyok\.v1 on 127\.0\.0\.1:(\d+)/.exec(err);
-      if (m) {
-        clearTimeout(timer);
-        resolve(Number(m[1]));
-      }
-    });
-    child.once('exit', (code, signal) => {
-      clearTimeout(timer);
-      reject(new Error(`hyokd serve exited (${signal ?? code}) while starting: ${tail.slice(-1000)}`));
-    });
+  const port = await waitForPort(child, /serving hyok\.v1 on 127\.0\.0\.1:(\d+)/, 'hyokd serve', {
+    timeoutMs: START_TIMEOUT_MS,
+    onStderr: keep,
+    tail: () => tail,
   });
   const pki = join(home, 'pki');
   const target: Target = {

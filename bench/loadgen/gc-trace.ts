@@ -75,9 +75,8 @@ export function addTotals(a: GcTotals, b: GcTotals): void {
   a.markCompactMaxMs = Math.max(a.markCompactMaxMs, b.markCompactMaxMs);
 }
 
-/** Totals over a child's stdout, split into lines as they come: for the whole run and for the current window. */
+/** Totals over a child's stdout, split into lines as they come, for the current window. */
 export class GcTrace {
-  readonly #totals = zeroTotals();
   #window = zeroTotals();
   #partial = '';
 
@@ -89,13 +88,8 @@ export class GcTrace {
     for (const line of lines) {
       const fields = parseNvpLine(line);
       if (!fields) continue;
-      addCollection(this.#totals, fields);
       addCollection(this.#window, fields);
     }
-  }
-
-  totals(): GcTotals {
-    return { ...this.#totals };
   }
 
   /**

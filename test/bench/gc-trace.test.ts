@@ -4,7 +4,7 @@
 // are counted as mark-compacts; lines split across chunks are read whole.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { GcTrace, parseNvpLine } from '../../bench/loadgen/gc-trace.js';
+import { GcTrace, parseNvpLine, type GcTotals } from '../../bench/loadgen/gc-trace.js';
 
 /** stdout of a node child with --trace-gc-nvp running `body`. */
 function traced(body: string): string {
@@ -20,6 +20,12 @@ function traced(body: string): string {
   return r.stdout;
 }
 
+/** The totals of `out` fed whole into a fresh GcTrace's window. */
+async function read(out: string): Promise<GcTotals> {
+  const trace = new GcTrace();
+  return (await trace.window(async () => trace.push(out), 0)).gc;
+}
+
 // Allocates ~40 MB in small objects; `keep` of every 1,000 batches stay reachable to the end.
 const program = (keep: number, fullGcs: number) => `
   const kept = [];
@@ -33,12 +39,8 @@ const program = (keep: number, fullGcs: number) => `
 `;
 
 t.test('promotion, scavenges and forced mark-compacts from a real child', async (t) => {
-  const keeping = new GcTrace();
-  keeping.push(traced(program(500, 2)));
-  const dropping = new GcTrace();
-  dropping.push(traced(program(0, 3)));
-  const k = keeping.totals();
-  const d = dropping.totals();
+  const k = await read(traced(program(500, 2)));
+  const d = await read(traced(program(0, 3)));
   t.ok(k.scavenges > 5 && d.scavenges > 5, `scavenges read (${k.scavenges}, ${d.scavenges})`);
   t.ok(k.promotedBytes > 4 * 1024 * 1024, `keeping half promotes megabytes (${k.promotedBytes} B)`);
   t.ok(d.promotedBytes * 10 < k.promotedBytes, `dropping promptly promotes far less (${d.promotedBytes} B)`);
@@ -56,9 +58,7 @@ t.test('lines split across chunks, other output and windows', async (t) => {
     const noisy = `serving on 127.0.0.1:1234\n${out}not a gc=line\n`;
     for (let i = 0; i < noisy.length; i += 97) trace.push(noisy.slice(i, i + 97));
   }, 0);
-  const whole = new GcTrace();
-  whole.push(out);
-  t.same(gc, whole.totals(), 'chunked feed reads the same as the whole text');
+  t.same(gc, await read(out), 'chunked feed reads the same as the whole text');
   const second = await trace.window(async () => undefined, 0);
   t.equal(second.gc.scavenges, 0, 'a later window without collections reads none');
   t.equal(second.gc.markCompactMaxMs, 0, 'and no pause');
