@@ -20,6 +20,7 @@ import { HyokServer, type ExtraService } from '../server/server.js';
 import { ReloadableTls } from '../server/tls-credentials.js';
 import { openSqliteStore, type SqliteMetadataStore } from '../store/index.js';
 import { lockHome, type HomeLock } from './home-lock.js';
+import { disablePretenuring } from './pretenuring.js';
 import {
   DEMO_KEY,
   ensureDemoKey,
@@ -277,6 +278,7 @@ export function registerServeCommand(program: Command): void {
     .description('run the daemon (creates the embedded default under HYOKD_HOME on first run)')
     .option('-c, --config <file>', 'YAML configuration file (default $HYOKD_CONFIG, else built-in defaults)')
     .action(async (o: { config?: string }) => {
+      disablePretenuring();
       let config: Config;
       try {
         config = loadConfig(o.config !== undefined ? { file: o.config } : {});
