@@ -195,8 +195,13 @@ export function createHyokService(
         throw e;
       }
       ctx.details = { dekLength: length, rewrap: rewrap !== null };
-      if (rewrap) return { ...wrapped, plaintextDek: Buffer.alloc(0), rewrapped: rewrapAndZero(dek, rewrap) };
-      return { ...wrapped, plaintextDek: dek, rewrapped: null };
+      // Fields spelled out, not `{ ...wrapped, … }`: see Metrics.callFinished.
+      const { envelope, keyName: name, keyVersion } = wrapped;
+      if (rewrap) {
+        const rewrapped = rewrapAndZero(dek, rewrap);
+        return { envelope, keyName: name, keyVersion, plaintextDek: Buffer.alloc(0), rewrapped };
+      }
+      return { envelope, keyName: name, keyVersion, plaintextDek: dek, rewrapped: null };
     },
     'encrypt',
   );
