@@ -1,6 +1,6 @@
 // Whether turning V8's allocation-site pretenuring off in the daemon (src/cli/pretenuring.ts)
 // keeps finished calls from being promoted. Under load some daemon processes, not others,
-// settle for their whole life into promoting ~3-5 KB per call instead of ~0.4 KB
+// settle for their whole life into promoting ~3-5 KB per call instead of 0.1-0.5 KB
 // (bench/RESULTS.md sixteenth and seventeenth passes), so one daemon per side says little:
 // this starts several daemons of each kind, alternately, each on its own HYOKD_HOME with
 // --trace-gc-nvp, and gives each in turn the same open-loop Echo load (the C generator,
@@ -10,7 +10,7 @@
 //   v8-default  the same started with --allocation-site-pretenuring: V8's default
 //
 // Per daemon: bytes promoted per call over all its windows; a daemon is counted "high"
-// above 1,500 B/call, between the two modes measured (0.4 KB against 3-5 KB).
+// above 1,500 B/call, between the two modes measured (0.1-0.5 KB against 3-5 KB).
 // Usage: npm run bench:pretenure (6 daemons of each kind, 2 s per daemon and round,
 // 4 rounds; QUICK=1 for a smoke run). Knobs: HYOKD_BENCH_PRETENURE_DAEMONS (per kind),
 // HYOKD_BENCH_GC_RATE (calls/s, default 3000), bench/lib/timing.ts, bench/loadgen/shape.ts.

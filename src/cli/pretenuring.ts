@@ -3,7 +3,7 @@
 // allocates that literal's later objects straight into the old generation. Measured here
 // (bench:pretenure, bench/RESULTS.md seventeenth pass): under open-loop load some daemon
 // processes, not others, took extra such decisions and from then on promoted ~3-5 KB per
-// call instead of ~0.4 KB, with four to five times the mark-compacts, for their whole
+// call instead of 0.1-0.5 KB, with several times the mark-compacts, for their whole
 // life; with pretenuring off no process did. The likely path: an object allocated old
 // keeps the young objects it points to alive through the scavenges (V8 treats old-to-new
 // pointers as roots there), so they are promoted and die in the old generation.
