@@ -32,6 +32,7 @@ import {
   tempWorkspace,
 } from './loadgen/shape.js';
 import { framesFor, makeWorkload, verifyCaptures, type Workload } from './loadgen/workload.js';
+import { log, runBench } from './lib/script.js';
 
 const ENVELOPES = 256;
 const TARGET = 0.9;
@@ -48,10 +49,6 @@ const WRITER_CASES: Array<[string, number, number]> = [
 type Kind = 'unary' | 'batch';
 type Audit = 'on' | 'off';
 type CaseName = `${Kind}_${Audit}`;
-
-function log(line: string): void {
-  process.stderr.write(line + '\n');
-}
 
 /** Records in the audit files (one JSON object per line). */
 function auditLines(dir: string): number {
@@ -329,7 +326,4 @@ async function main(): Promise<void> {
   if (totalProblems + mismatches > 0 || auditRecords < callsOn) process.exitCode = 1;
 }
 
-main().catch((e: unknown) => {
-  process.stderr.write(`bench:audit failed: ${(e as Error).stack ?? String(e)}\n`);
-  process.exit(1);
-});
+runBench('bench:audit', main);

@@ -33,6 +33,7 @@ import {
 } from './loadgen/shape.js';
 import type { CallKind, Target } from './loadgen/types.js';
 import { framesFor, makeWorkload, PATHS } from './loadgen/workload.js';
+import { log, runBench } from './lib/script.js';
 
 const CASES = [
   'http2',
@@ -45,10 +46,6 @@ const CASES = [
 ] as const;
 type CaseName = (typeof CASES)[number];
 const START_TIMEOUT_MS = 20_000;
-
-function log(line: string): void {
-  process.stderr.write(line + '\n');
-}
 
 interface Server {
   pid: number;
@@ -227,9 +224,4 @@ async function main(): Promise<void> {
   );
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(
-    `bench:gc failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
-  );
-  process.exit(1);
-});
+runBench('bench:gc', main);

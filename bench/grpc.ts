@@ -48,13 +48,10 @@ import {
 } from './loadgen/shape.js';
 import type { CallKind } from './loadgen/types.js';
 import { framesFor, makeWorkload, verifyCaptures, type Verification } from './loadgen/workload.js';
+import { log, runBench } from './lib/script.js';
 
 const ENVELOPES = 256;
 const TARGETS = { unary_vs_echo: 0.7, batch_vs_c: 0.6, p99_vs_echo: 2 };
-
-function log(line: string): void {
-  process.stderr.write(line + '\n');
-}
 
 function cThreads(): number {
   const raw = process.env.HYOKD_BENCH_C_THREADS ?? '2';
@@ -394,7 +391,4 @@ async function main(): Promise<void> {
   if (totalProblems + cErrors + mismatches > 0) process.exitCode = 1;
 }
 
-main().catch((e: unknown) => {
-  process.stderr.write(`bench:grpc failed: ${(e as Error).stack ?? String(e)}\n`);
-  process.exit(1);
-});
+runBench('bench:grpc', main);

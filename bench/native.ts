@@ -41,6 +41,7 @@ import { waitForQuiet } from './lib/procstat.js';
 import { makeKekAndSamples, type Sample } from './lib/samples.js';
 import { best, median } from './lib/stats.js';
 import { timingFromEnv, type Timing } from './lib/timing.js';
+import { log, runBench } from './lib/script.js';
 
 const TOKEN_LABEL = 'hyokd-bench';
 const SAMPLE_COUNT = 256;
@@ -69,10 +70,6 @@ function intList(name: string, fallback: number[]): number[] {
     throw new Error(`${name} must be a comma-separated list of integers 1..64 (got "${raw}")`);
   }
   return xs;
-}
-
-function log(line: string): void {
-  process.stderr.write(line + '\n');
 }
 
 interface Bench {
@@ -485,7 +482,4 @@ async function main(): Promise<void> {
   if (errors || mismatches) process.exitCode = 1;
 }
 
-main().catch((e: unknown) => {
-  process.stderr.write(`bench:native failed: ${(e as Error).stack ?? String(e)}\n`);
-  process.exit(1);
-});
+runBench('bench:native', main);

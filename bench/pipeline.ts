@@ -28,6 +28,7 @@ import { mainThreadCpuSeconds } from './lib/procstat.js';
 import { median } from './lib/stats.js';
 import type { Timing } from './lib/timing.js';
 import { benchTiming, intFromEnv } from './loadgen/shape.js';
+import { log, runBench } from './lib/script.js';
 
 type Handler = (call: ServerUnaryCall<unknown, unknown>, cb: sendUnaryData<unknown>) => void;
 type Case = 'echo' | 'unwrap' | 'unwrap_noaudit';
@@ -47,10 +48,6 @@ interface Rig {
   /** The same service without the audit sink. */
   unaudited: Handlers;
   timed: Timed;
-}
-
-function log(line: string): void {
-  process.stderr.write(line + '\n');
 }
 
 /** A daemon whose HSM and audit steps are timed, and its hyok.v1 handlers. */
@@ -266,7 +263,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((e: unknown) => {
-  process.stderr.write(`bench:pipeline failed: ${(e as Error).stack ?? String(e)}\n`);
-  process.exit(1);
-});
+runBench('bench:pipeline', main);

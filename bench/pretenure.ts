@@ -32,14 +32,11 @@ import {
 } from './loadgen/shape.js';
 import { framesFor, makeWorkload } from './loadgen/workload.js';
 import { PRETENURING_FLAG } from '../src/cli/pretenuring.js';
+import { log, runBench } from './lib/script.js';
 
 const KINDS = ['shipped', 'v8-default'] as const;
 type Kind = (typeof KINDS)[number];
 const HIGH_BYTES_PER_CALL = 1500;
-
-function log(line: string): void {
-  process.stderr.write(line + '\n');
-}
 
 interface Subject {
   kind: Kind;
@@ -201,9 +198,4 @@ async function main(): Promise<void> {
   );
 }
 
-main().catch((err: unknown) => {
-  process.stderr.write(
-    `bench:pretenure failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
-  );
-  process.exit(1);
-});
+runBench('bench:pretenure', main);
