@@ -20,7 +20,7 @@ import { HyokServer, type ExtraService } from '../server/server.js';
 import { ReloadableTls } from '../server/tls-credentials.js';
 import { openSqliteStore, type SqliteMetadataStore } from '../store/index.js';
 import { lockHome, type HomeLock } from './home-lock.js';
-import { disablePretenuring } from './pretenuring.js';
+import { disablePretenuring, PRETENURING_FLAG } from './pretenuring.js';
 import {
   DEMO_KEY,
   ensureDemoKey,
@@ -278,7 +278,7 @@ export function registerServeCommand(program: Command): void {
     .description('run the daemon (creates the embedded default under HYOKD_HOME on first run)')
     .option('-c, --config <file>', 'YAML configuration file (default $HYOKD_CONFIG, else built-in defaults)')
     .action(async (o: { config?: string }) => {
-      disablePretenuring();
+      const pretenuring = disablePretenuring() ? 'off' : `on (${PRETENURING_FLAG} given)`;
       let config: Config;
       try {
         config = loadConfig(o.config !== undefined ? { file: o.config } : {});
@@ -293,7 +293,8 @@ export function registerServeCommand(program: Command): void {
         throw e;
       }
       const daemon = await startDaemon(config);
-      process.stderr.write(daemon.banner.join('\n') + '\n');
+      const banner = [...daemon.banner, `V8 allocation-site pretenuring: ${pretenuring}`];
+      process.stderr.write(banner.join('\n') + '\n');
       process.on('SIGHUP', () => {
         daemon.log.info({ signal: 'SIGHUP' }, 'reloading certificates and policy');
         void daemon.reload();

@@ -115,6 +115,11 @@ t.test('first run: creates the embedded default and prints how to call it', asyn
   t.match(banner, /demo KEK "demo"/);
   t.match(
     banner,
+    /V8 allocation-site pretenuring: off/,
+    'serve turns pretenuring off (src/cli/pretenuring.ts)',
+  );
+  t.match(
+    banner,
     /generate-data-key --key demo --endpoint 127\.0\.0\.1:\d+ --bundle var\/pki\/client\.bundle\.pem/,
   );
   t.match(banner, /grpcurl -cacert var\/pki\/ca\.pem -cert var\/pki\/client\.pem -key var\/pki\/client\.key/);
