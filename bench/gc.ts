@@ -21,8 +21,9 @@ import { join } from 'node:path';
 import { fmtRate, fmtRatio, table } from './lib/format.js';
 import { machineInfo, reportHead } from './lib/machine.js';
 import { startDaemon, stopChild, waitForPort, type Daemon } from './loadgen/daemon.js';
-import { addTotals, GcTrace, zeroTotals, type GcTotals } from './loadgen/gc-trace.js';
-import { problems, runLoad } from './loadgen/run.js';
+import { GcTrace } from './loadgen/gc-trace.js';
+import { measureGcWindow, zeroWindowTotals, type WindowTotals } from './loadgen/gc-window.js';
+import { problems } from './loadgen/run.js';
 import {
   BATCH_SIZE,
   benchTiming,
@@ -78,13 +79,6 @@ async function startBare(
   };
 }
 
-interface CaseTotals {
-  calls: number;
-  gc: GcTotals;
-  p99Ms: number[];
-  problems: number;
-}
-
 async function main(): Promise<void> {
   const timing = benchTiming();
   const shape = shapeFromEnv();
@@ -96,9 +90,7 @@ async function main(): Promise<void> {
   const ws = tempWorkspace('hyokd-bench-gc-', async () => {
     await Promise.all([daemon?.stop(), ...servers.map((s) => s.stop())]);
   });
-  const totals = new Map<CaseName, CaseTotals>(
-    CASES.map((c) => [c, { calls: 0, gc: zeroTotals(), p99Ms: [], problems: 0 }]),
-  );
+  const totals = new Map<CaseName, WindowTotals>(CASES.map((c) => [c, zeroWindowTotals()]));
   try {
     const home = join(ws.dir, 'home');
     const daemonTrace = new GcTrace();
@@ -142,15 +134,14 @@ async function main(): Promise<void> {
         const s = p.deadline ? shape : noDeadline;
         const spec = (seconds: number) =>
           loadSpec(p.kind, p.server.target, p.frames, s, { ...timing, warmup: 0, seconds }, rate);
-        if (timing.warmup > 0) await runLoad(spec(timing.warmup), p.server.pid);
-        const { result: r, gc } = await p.server.trace.window(() =>
-          runLoad(spec(timing.seconds), p.server.pid),
+        const { result: r, gc } = await measureGcWindow(
+          p.server.trace,
+          p.server.pid,
+          spec,
+          timing.warmup,
+          timing.seconds,
+          totals.get(name)!,
         );
-        const acc = totals.get(name)!;
-        acc.calls += r.calls;
-        acc.p99Ms.push(r.p99Ms);
-        acc.problems += problems(r);
-        addTotals(acc.gc, gc);
         log(
           `  round ${round + 1} ${name.padEnd(16)} ${fmtRate(r.callsPerSec).padStart(7)} calls/s  p99 ${r.p99Ms.toFixed(1).padStart(6)} ms` +
             `  scavenges ${gc.scavenges} promoted ${(gc.promotedBytes / 1024).toFixed(0)} KB  mark-compacts ${gc.markCompacts}` +
@@ -162,7 +153,7 @@ async function main(): Promise<void> {
     await ws.close();
   }
 
-  const perCall = (c: CaseTotals) => (c.calls > 0 ? c.gc.promotedBytes / c.calls : 0);
+  const perCall = (c: WindowTotals) => (c.calls > 0 ? c.gc.promotedBytes / c.calls : 0);
   const base = perCall(totals.get('http2')!);
   const out: Record<string, Record<string, number>> = {};
   const rows = CASES.map((name) => {

@@ -21,7 +21,8 @@ import { machineInfo, reportHead } from './lib/machine.js';
 import { median } from './lib/stats.js';
 import { startDaemon, type Daemon } from './loadgen/daemon.js';
 import { addTotals, GcTrace, zeroTotals, type GcTotals } from './loadgen/gc-trace.js';
-import { problems, runLoad } from './loadgen/run.js';
+import { measureGcWindow, zeroWindowTotals, type WindowTotals } from './loadgen/gc-window.js';
+import { problems } from './loadgen/run.js';
 import {
   BATCH_SIZE,
   benchTiming,
@@ -38,16 +39,12 @@ const KINDS = ['shipped', 'v8-default'] as const;
 type Kind = (typeof KINDS)[number];
 const HIGH_BYTES_PER_CALL = 1500;
 
-interface Subject {
+interface Subject extends WindowTotals {
   kind: Kind;
   name: string;
   daemon: Daemon;
   trace: GcTrace;
   frames: Uint8Array[];
-  calls: number;
-  gc: GcTotals;
-  p99Ms: number[];
-  problems: number;
 }
 
 const promotedPerCall = (calls: number, gc: GcTotals) => (calls > 0 ? gc.promotedBytes / calls : 0);
@@ -85,8 +82,9 @@ async function main(): Promise<void> {
   const machine = machineInfo();
   const started = performance.now();
   const subjects: Subject[] = [];
+  const daemons: Daemon[] = [];
   const ws = tempWorkspace('hyokd-bench-pretenure-', async () => {
-    await Promise.all(subjects.map((s) => s.daemon.stop()));
+    await Promise.all(daemons.map((d) => d.stop()));
   });
   try {
     for (let i = 0; i < perKind; i++) {
@@ -99,19 +97,9 @@ async function main(): Promise<void> {
           { HYOKD_METRICS_LISTEN: '127.0.0.1:0' },
           { nodeArgs, onStdout: (d) => trace.push(d) },
         );
-        const s: Subject = {
-          kind,
-          name,
-          daemon,
-          trace,
-          frames: [],
-          calls: 0,
-          gc: zeroTotals(),
-          p99Ms: [],
-          problems: 0,
-        };
-        subjects.push(s);
-        s.frames = framesFor('echo', await makeWorkload(daemon.target, 1), BATCH_SIZE);
+        daemons.push(daemon);
+        const frames = framesFor('echo', await makeWorkload(daemon.target, 1), BATCH_SIZE);
+        subjects.push({ kind, name, daemon, trace, frames, ...zeroWindowTotals() });
       }
     }
     log(
@@ -123,12 +111,14 @@ async function main(): Promise<void> {
       for (const s of order) {
         const spec = (seconds: number) =>
           loadSpec('echo', s.daemon.target, s.frames, shape, { ...timing, warmup: 0, seconds }, rate);
-        if (timing.warmup > 0) await runLoad(spec(timing.warmup), s.daemon.pid);
-        const { result: r, gc } = await s.trace.window(() => runLoad(spec(timing.seconds), s.daemon.pid));
-        s.calls += r.calls;
-        s.p99Ms.push(r.p99Ms);
-        s.problems += problems(r);
-        addTotals(s.gc, gc);
+        const { result: r, gc } = await measureGcWindow(
+          s.trace,
+          s.daemon.pid,
+          spec,
+          timing.warmup,
+          timing.seconds,
+          s,
+        );
         log(
           `  round ${round + 1} ${s.name.padEnd(13)} ${fmtRate(r.callsPerSec).padStart(7)} calls/s  p99 ${r.p99Ms.toFixed(1).padStart(6)} ms` +
             `  promoted ${promotedPerCall(r.calls, gc).toFixed(0).padStart(5)} B/call  mark-compacts ${gc.markCompacts}` +
